@@ -1,0 +1,82 @@
+# One model, five serving layers. Plain `make` lists the targets.
+# Every target bootstraps what it needs: on a fresh clone `make stage-1` just works.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYSTEM ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-from-lock
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+
+STAGE_1 := 01_model_py
+STAGE_2 := 02_rest_api
+STAGE_3 := 03_wsgi
+STAGE_4 := 04_container
+STAGE_5 := 05_kubernetes
+EXAMPLE := --sepal-length 5.1 --sepal-width 3.5 --petal-length 1.4 --petal-width 0.2
+
+.PHONY: help
+help: ## show this help
+	@echo "Usage: make <target>   (HOST/PORT override 127.0.0.1:8000)"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: setup
+setup: $(STAMP) ## create .venv from requirements.lock (one lock for every stage)
+
+$(STAMP): requirements.lock
+	$(PYTHON_SYSTEM) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	touch $@
+
+# The model artifact of a stage folder, trained on first use (a second or so).
+%/artifacts/iris.joblib: | $(STAMP)
+	cd $* && ../$(PY) model.py train
+
+.PHONY: stage-1
+stage-1: $(STAGE_1)/artifacts/iris.joblib ## stage 01: predict one flower with the plain script
+	cd $(STAGE_1) && ../$(PY) model.py predict $(EXAMPLE)
+
+.PHONY: stage-2
+stage-2: $(STAGE_2)/artifacts/iris.joblib ## stage 02: Flask development server on $HOST:$PORT (foreground)
+	cd $(STAGE_2) && exec ../$(VENV)/bin/flask --app "app:create_app()" run --host $(HOST) --port $(PORT)
+
+.PHONY: stage-3
+stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully)
+	cd $(STAGE_3) && exec ../$(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
+
+.PHONY: test
+test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks (~10 min)
+	$(PY) -m pytest
+
+.PHONY: test-fast
+test-fast: $(STAMP) ## inner loop: everything but slow, Docker, cluster and notebook tests (~30 s)
+	$(PY) -m pytest -m "not slow and not docker and not cluster" --ignore=tests/test_notebooks.py
+
+.PHONY: lint
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+.PHONY: diff
+diff: ## what one layer adds: make diff A=2 B=3
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff A=2 B=3"; exit 2; }
+	@diff -ru -x artifacts -x __pycache__ $(STAGE_$(A)) $(STAGE_$(B)) || true
+
+.PHONY: sync
+sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that owns them
+	@for d in $(STAGE_2) $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_1)/model.py $$d/; done; \
+	for d in $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_2)/app.py $$d/; done; \
+	for d in $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_3)/gunicorn.conf.py $$d/; done; true
+
+.PHONY: golden
+golden: $(STAMP) ## regenerate tests/golden_predictions.json from a fresh version-1 model
+	$(PY) tests/make_golden.py
+
+.PHONY: lock
+lock: ## re-resolve requirements.lock from requirements.in (needs pip-tools)
+	$(PY) -m pip install --quiet pip-tools==7.6.2
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock requirements.in

@@ -1,0 +1,219 @@
+"""The same client for every layer: a bounded request loop, and wrk for throughput.
+
+``LoadRun`` records every request (when, how it ended, which model version
+answered) so a scenario can count failures during a crash or an upgrade and
+measure how long the service was down. ``wrk`` is the real load generator for
+throughput and latency: a C program, so on a 2-core machine it leaves the
+server as much CPU as a Python client could not.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+# One flower, the same request everywhere (the first golden input).
+EXAMPLE_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+WRK_SCRIPT = Path(__file__).with_name("wrk_predict.lua")
+
+
+@dataclass
+class Outcome:
+    """One request: start and end (monotonic seconds), and how it ended."""
+
+    start: float
+    end: float
+    ok: bool
+    detail: str  # HTTP status, or the exception class for a connection failure
+    version: str | None = None
+
+
+@dataclass
+class LoadReport:
+    """Everything a bounded load run saw, with the figures scenarios report."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return sum(not o.ok for o in self.outcomes)
+
+    @property
+    def versions(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            if o.ok:
+                counts[o.version] = counts.get(o.version, 0) + 1
+        return counts
+
+    def last_version(self) -> str | None:
+        """The model version of the last successful response."""
+        answered = [o for o in self.outcomes if o.ok]
+        return max(answered, key=lambda o: o.end).version if answered else None
+
+    def downtime(self) -> float | None:
+        """Seconds from the first failed request to the first success after the last failure.
+
+        0.0 when nothing failed; None when the service never answered again.
+        """
+        failures = [o for o in self.outcomes if not o.ok]
+        if not failures:
+            return 0.0
+        first = min(o.start for o in failures)
+        last = max(o.end for o in failures)
+        recovered = [o.end for o in self.outcomes if o.ok and o.start >= last - 1e-3]
+        return (min(recovered) - first) if recovered else None
+
+    def failure_kinds(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            if not o.ok:
+                counts[o.detail] = counts.get(o.detail, 0) + 1
+        return counts
+
+    def summary(self) -> dict[str, Any]:
+        """Plain figures for a results file or an assertion message."""
+        downtime = self.downtime()
+        return {
+            "requests": self.total,
+            "failed": self.failed,
+            "failure_kinds": self.failure_kinds(),
+            "downtime_s": None if downtime is None else round(downtime, 3),
+            "recovered": downtime is not None,
+            "versions": self.versions,
+            "duration_s": round(self.ended - self.started, 3),
+        }
+
+
+class LoadRun:
+    """Send /predict requests from ``clients`` threads until stopped, bounded in time and count.
+
+    Use as a context manager: the load runs while the body of the ``with``
+    injects a fault; leaving the block stops it and ``report`` holds the result.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        clients: int = 4,
+        max_seconds: float = 60.0,
+        max_requests: int = 50_000,
+        timeout: float = 5.0,
+        pause: float = 0.0,
+    ):
+        self.url = f"{base_url}/predict"
+        self.clients = clients
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.timeout = timeout
+        self.pause = pause
+        self.report = LoadReport()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def _client(self) -> None:
+        session = requests.Session()
+        body = {"instances": [EXAMPLE_ROW]}
+        while not self._stop.is_set():
+            with self._lock:
+                if len(self.report.outcomes) >= self.max_requests:
+                    return
+            start = time.monotonic()
+            if start - self.report.started > self.max_seconds:
+                return
+            try:
+                response = session.post(self.url, json=body, timeout=self.timeout)
+                ok = response.status_code == 200
+                version = response.json().get("model_version") if ok else None
+                outcome = Outcome(start, time.monotonic(), ok, str(response.status_code), version)
+            except (requests.RequestException, ValueError) as exc:
+                outcome = Outcome(start, time.monotonic(), False, type(exc).__name__)
+                session = requests.Session()  # a fresh connection after a failure
+                time.sleep(0.01)  # a failing server answers at once: do not spin
+            with self._lock:
+                self.report.outcomes.append(outcome)
+            if self.pause:
+                time.sleep(self.pause)
+
+    def __enter__(self) -> LoadRun:
+        self.report.started = time.monotonic()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+        self.report.ended = time.monotonic()
+
+    def count(self) -> int:
+        """Requests completed so far."""
+        with self._lock:
+            return len(self.report.outcomes)
+
+    def wait_for(self, predicate, timeout: float, interval: float = 0.05) -> bool:
+        """Wait until ``predicate(report)`` holds (under the lock) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate(self.report):
+                    return True
+            time.sleep(interval)
+        return False
+
+
+def run_load(base_url: str, seconds: float, clients: int = 4, **kwargs: Any) -> LoadReport:
+    """A plain bounded load run of ``seconds`` with nothing injected."""
+    with LoadRun(base_url, clients=clients, max_seconds=seconds + 30, **kwargs) as run:
+        time.sleep(seconds)
+    return run.report
+
+
+def wrk_available() -> bool:
+    """Whether the wrk load generator is installed (Debian/Ubuntu: apt install wrk)."""
+    return shutil.which("wrk") is not None
+
+
+def run_wrk(base_url: str, connections: int, seconds: float = 5.0, threads: int | None = None) -> dict[str, Any]:
+    """Single-row /predict at ``connections`` concurrent clients with wrk; figures as a dict.
+
+    Reports requests/s, latency percentiles (ms), errors of every kind, and the
+    CPU wrk itself used (cores), because on a small machine the load generator
+    competes with the server.
+    """
+    if not wrk_available():
+        raise RuntimeError("wrk is not installed (apt-get install wrk, or brew install wrk)")
+    threads = threads or min(connections, 2)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
+         "-s", str(WRK_SCRIPT), f"{base_url}/predict"],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
+    result = json.loads(line.removeprefix("WRK_JSON "))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["connections"] = connections
+    result["rps"] = round(result["requests"] / result["duration_s"], 1) if result["duration_s"] else 0.0
+    result["client_cpu_cores"] = round(cpu / result["duration_s"], 2) if result["duration_s"] else 0.0
+    return result
