@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -324,12 +323,3 @@ class Gunicorn(ServerProcess):
 
     def serving_pids(self) -> list[int]:
         return [self.proc.pid, *self.workers()]
-
-
-def copy_artifact(source: Path, directory: Path) -> Path:
-    """Copy an artifact and its metadata into ``directory``; return the new path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / source.name
-    shutil.copyfile(source, target)
-    shutil.copyfile(source.with_suffix(".json"), target.with_suffix(".json"))
-    return target

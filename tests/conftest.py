@@ -1,0 +1,61 @@
+"""Fixtures shared by every test: trained artifacts, the golden file, the stage folders.
+
+Servers are started through the harness (harness/layers.py), the same code the
+notebooks and `make scorecard` use.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.golden import load_golden  # noqa: E402
+from harness.layers import STAGES  # noqa: E402
+from harness.layers import model_module  # noqa: E402
+from harness.layers import train_model  # noqa: E402
+
+# In CI a missing Docker engine is a failure, never a silent skip.
+REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_DOCKER") == "1"
+
+
+def existing_stages() -> list[int]:
+    """Stage numbers whose folder exists in this checkout."""
+    return [n for n, path in STAGES.items() if path.is_dir()]
+
+
+@pytest.fixture(scope="session")
+def iris():
+    """The model module (identical in every stage), imported from stage 01."""
+    return model_module()
+
+
+@pytest.fixture(scope="session")
+def model_v1(tmp_path_factory) -> Path:
+    """A version-1 artifact, trained once per session. Do not overwrite it: use fresh_model."""
+    return train_model(tmp_path_factory.mktemp("model_v1"), version="1", c=1.0)
+
+
+@pytest.fixture(scope="session")
+def model_v2(tmp_path_factory) -> Path:
+    """A distinguishable version 2 (stronger regularisation, different probabilities)."""
+    return train_model(tmp_path_factory.mktemp("model_v2"), version="2", c=0.05)
+
+
+@pytest.fixture
+def fresh_model(iris, model_v1, tmp_path) -> Path:
+    """A private copy of version 1 that a test may upgrade in place."""
+    target = tmp_path / "served" / "iris.joblib"
+    iris.install(model_v1, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict:
+    """The committed golden inputs and expected predictions."""
+    return load_golden()
