@@ -126,9 +126,7 @@ def _register_routes(app: Flask) -> None:
             _check_rows(len(rows), app.config["MAX_ROWS"])
         features = _validated(rows)
         loaded = _model(app)
-        return jsonify(
-            model_name=iris.MODEL_NAME, model_version=loaded.version, predictions=loaded.predict(features)
-        )
+        return jsonify(model_name=iris.MODEL_NAME, model_version=loaded.version, predictions=loaded.predict(features))
 
     @app.get("/v2/health/live")
     def live():
@@ -265,7 +263,10 @@ def openapi_document(max_rows: int) -> dict[str, Any]:
         "required": list(iris.FEATURES),
         "additionalProperties": False,
     }
-    error = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    error = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
     def ok(schema: dict[str, Any]) -> dict[str, Any]:
         return {"description": "OK", "content": {"application/json": {"schema": schema}}}
@@ -385,7 +386,9 @@ def openapi_document(max_rows: int) -> dict[str, Any]:
                     },
                 }
             },
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok({"type": "object"}), **errors}}},
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": ok({"type": "object"}), **errors}}
+            },
         },
         "components": {
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}

@@ -169,9 +169,7 @@ def load(path: Path | None = None) -> LoadedModel:
     if _sha256(path) != expected_hash:
         raise ArtifactError(f"{path} does not match the SHA-256 in {meta_file.name}: refusing to load it")
     if saved_with != sklearn.__version__:
-        raise ArtifactError(
-            f"{path} was saved by scikit-learn {saved_with}, this is {sklearn.__version__}: retrain it"
-        )
+        raise ArtifactError(f"{path} was saved by scikit-learn {saved_with}, this is {sklearn.__version__}: retrain it")
     with warnings.catch_warnings():
         warnings.simplefilter("error", InconsistentVersionWarning)
         try:
@@ -244,7 +242,9 @@ def _cli(argv: list[str]) -> int:
     for feature in FEATURES:
         p_predict.add_argument("--" + feature.replace("_", "-"), type=float, metavar="CM")
     sub.add_parser("verify", parents=[common], help="load the artifact with every check and print its metadata")
-    p_install = sub.add_parser("install", parents=[common], help="verify an artifact, then atomically copy it to --model")
+    p_install = sub.add_parser(
+        "install", parents=[common], help="verify an artifact, then atomically copy it to --model"
+    )
     p_install.add_argument("source", type=Path, help="the new artifact (.joblib, with its .json beside it)")
 
     args = parser.parse_args(argv)
