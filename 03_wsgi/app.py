@@ -21,6 +21,7 @@ Settings come from the environment (or the ``config`` dict in tests):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -35,6 +36,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import NotFound
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.exceptions import UnsupportedMediaType
 
 import model as iris
 
@@ -79,8 +81,13 @@ def _model(app: Flask) -> iris.LoadedModel:
 
 
 def _json_body() -> dict[str, Any]:
-    # get_json raises 415 for a wrong content type and 400 for malformed JSON.
-    body = request.get_json()
+    if not request.is_json:
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got {request.content_type!r}")
+    try:
+        # get_data enforces MAX_CONTENT_LENGTH (413) before anything is parsed.
+        body = json.loads(request.get_data(cache=True))
+    except ValueError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
@@ -274,6 +281,12 @@ def openapi_document(max_rows: int) -> dict[str, Any]:
     def body(schema: dict[str, Any]) -> dict[str, Any]:
         return {"required": True, "content": {"application/json": {"schema": schema}}}
 
+    model_name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": [iris.MODEL_NAME]},
+    }
     errors = {code: error for code in ("400", "404", "405", "413", "415", "500")}
     probabilities = {"type": "object", "additionalProperties": {"type": "number"}}
     tensor_out = {
@@ -332,14 +345,14 @@ def openapi_document(max_rows: int) -> dict[str, Any]:
             "/v2/models/{name}": {
                 "get": {
                     "summary": "Model metadata",
-                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [model_name],
                     "responses": {"200": ok({"type": "object"}), **errors},
                 }
             },
             "/v2/models/{name}/infer": {
                 "post": {
                     "summary": "Open Inference Protocol V2 inference on an FP64 tensor of shape [N, 4]",
-                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [model_name],
                     "requestBody": body(
                         {
                             "type": "object",

@@ -323,3 +323,16 @@ class Gunicorn(ServerProcess):
 
     def serving_pids(self) -> list[int]:
         return [self.proc.pid, *self.workers()]
+
+
+def layer_class(stage: int) -> type[Layer]:
+    """The Layer class that serves ``stage`` (04 and 05 are imported on demand)."""
+    if stage == 4:
+        from harness.container import Container
+
+        return Container
+    if stage == 5:
+        from harness.cluster import Cluster
+
+        return Cluster
+    return {1: InProcess, 2: DevServer, 3: Gunicorn}[stage]

@@ -1,0 +1,166 @@
+"""The API every served stage shares, through Flask's test client (no network, fast)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from harness.golden import mismatches
+from harness.layers import STAGES
+
+sys.path.insert(0, str(STAGES[2]))
+import app as api  # noqa: E402  (02_rest_api/app.py, identical in every later stage)
+
+ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+@pytest.fixture(scope="module")
+def app(model_v1):
+    return api.create_app({"MODEL_PATH": str(model_v1), "MAX_ROWS": 50, "TEST_ENDPOINTS": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def tensor(rows, shape=None, datatype="FP64"):
+    data = [[row[f] for f in ("sepal_length", "sepal_width", "petal_length", "petal_width")] for row in rows]
+    return {"inputs": [{"name": "input-0", "shape": shape or [len(rows), 4], "datatype": datatype, "data": data}]}
+
+
+def test_predict_golden(client, golden):
+    response = client.post("/predict", json={"instances": golden["inputs"]})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["model_name"] == "iris" and body["model_version"] == "1"
+    assert mismatches(body["predictions"], golden) == []
+
+
+def test_v2_infer_golden_flat_and_nested(client, golden):
+    nested = tensor(golden["inputs"])
+    flat = tensor(golden["inputs"])
+    flat["inputs"][0]["data"] = [v for row in flat["inputs"][0]["data"] for v in row]
+    for body in (nested, flat):
+        response = client.post("/v2/models/iris/infer", json={**body, "id": "req-1"})
+        assert response.status_code == 200, response.get_json()
+        out = response.get_json()
+        assert out["model_name"] == "iris" and out["model_version"] == "1" and out["id"] == "req-1"
+        outputs = {o["name"]: o for o in out["outputs"]}
+        n = len(golden["inputs"])
+        assert outputs["label"]["shape"] == [n] and outputs["label"]["datatype"] == "BYTES"
+        assert outputs["probabilities"]["shape"] == [n, 3] and outputs["probabilities"]["datatype"] == "FP64"
+        probs = outputs["probabilities"]["data"]
+        predictions = [
+            {
+                "label": label,
+                "probabilities": dict(zip(("setosa", "versicolor", "virginica"), probs[i * 3 : i * 3 + 3])),
+            }
+            for i, label in enumerate(outputs["label"]["data"])
+        ]
+        assert mismatches(predictions, golden) == []
+
+
+def test_v2_infer_selects_requested_outputs(client):
+    body = {**tensor([ROW]), "outputs": [{"name": "label"}]}
+    out = client.post("/v2/models/iris/infer", json=body).get_json()
+    assert [o["name"] for o in out["outputs"]] == ["label"]
+
+
+def test_v2_health_and_metadata(client, app):
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    assert client.get("/v2/health/ready").get_json() == {"ready": True}
+    assert client.get("/v2/models/iris/ready").status_code == 200
+    meta = client.get("/v2/models/iris").get_json()
+    assert meta["name"] == "iris" and meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert client.get("/v2").get_json()["name"]
+
+
+def test_not_ready_until_the_model_is_loaded(model_v1):
+    app = api.create_app({"MODEL_PATH": str(model_v1)})
+    app.extensions["iris_model"] = None  # the state before the model is loaded
+    client = app.test_client()
+    response = client.get("/v2/health/ready")
+    assert response.status_code == 503 and response.get_json() == {"error": "model not loaded"}
+    assert client.get("/v2/health/live").status_code == 200, "alive while not ready"
+
+
+def test_refuses_to_start_with_a_tampered_model(fresh_model):
+    fresh_model.write_bytes(b"tampered")
+    with pytest.raises(api.iris.ArtifactError, match="SHA-256"):
+        api.create_app({"MODEL_PATH": str(fresh_model)})
+
+
+def test_openapi_document_lists_every_route(client, app):
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    routes = {
+        rule.rule.replace("<name>", "{name}")
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static" and not rule.rule.startswith("/_test")
+    }
+    documented = set(doc["paths"]) | {"/v2", "/v2/models/iris/ready"}
+    assert routes <= documented, f"undocumented: {routes - documented}"
+
+
+BAD = [
+    # (method, path, kwargs, status, words the message must contain)
+    ("post", "/predict", {"data": "{not json", "content_type": "application/json"}, 400, "JSON"),
+    ("post", "/predict", {"data": "x=1", "content_type": "text/plain"}, 415, "Content-Type"),
+    ("post", "/predict", {"json": [ROW]}, 400, "JSON object"),
+    ("post", "/predict", {"json": {"rows": [ROW]}}, 400, "missing 'instances'"),
+    ("post", "/predict", {"json": {"instances": []}}, 400, "non-empty list"),
+    ("post", "/predict", {"json": {"instances": [{**ROW, "petal_width": None}]}}, 400, "must be a number"),
+    ("post", "/predict", {"json": {"instances": [{k: v for k, v in ROW.items() if k != "sepal_width"}]}}, 400,
+     "missing feature(s) sepal_width"),
+    ("post", "/predict", {"json": {"instances": [{**ROW, "color": 1}]}}, 400, "unknown feature(s) color"),
+    ("post", "/predict", {"json": {"instances": [{**ROW, "sepal_length": "5.1"}]}}, 400, "must be a number"),
+    ("post", "/predict", {"data": '{"instances": [{"sepal_length": NaN, "sepal_width": 1, "petal_length": 1, '
+                          '"petal_width": 1}]}', "content_type": "application/json"}, 400, "finite"),
+    ("post", "/predict", {"json": {"instances": [{**ROW, "sepal_length": -0.1}]}}, 400, "from 0 to 1000"),
+    ("post", "/predict", {"json": {"instances": [{**ROW, "sepal_length": 10**400}]}}, 400, "finite"),
+    ("post", "/predict", {"json": {"instances": [ROW] * 51}}, 413, "limit is 50"),
+    ("post", "/predict", {"data": "[" + " " * (1024 * 1024) + "]", "content_type": "application/json"}, 413, ""),
+    ("get", "/predict", {}, 405, "not allowed"),
+    ("get", "/nowhere", {}, 404, "not found"),
+    ("get", "/v2/models/dogs", {}, 404, "unknown model 'dogs'"),
+    ("post", "/v2/models/dogs/infer", {"json": tensor([ROW])}, 404, "unknown model"),
+    ("post", "/v2/models/iris/infer", {"json": {"inputs": []}}, 400, "exactly one tensor"),
+    ("post", "/v2/models/iris/infer", {"json": tensor([ROW], datatype="INT32")}, 400, "FP64"),
+    ("post", "/v2/models/iris/infer", {"json": tensor([ROW], shape=[1, 3])}, 400, "shape must be [N, 4]"),
+    ("post", "/v2/models/iris/infer", {"json": tensor([ROW], shape=[2, 4])}, 400, "needs 8 values, got 4"),
+    ("post", "/v2/models/iris/infer", {"json": tensor([ROW] * 51)}, 413, "limit is 50"),
+    ("post", "/v2/models/iris/infer", {"json": {**tensor([ROW]), "outputs": [{"name": "x"}]}}, 400, "unknown output"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "words"), BAD, ids=[f"{b[3]}-{i}" for i, b in enumerate(BAD)]
+)
+def test_bad_input_gets_a_clear_json_error(client, method, path, kwargs, status, words):
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert set(body) == {"error"} and words.lower() in body["error"].lower(), body
+
+
+def test_405_names_the_allowed_methods(client):
+    response = client.get("/predict")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_unexpected_exception_is_a_500_without_traceback_and_the_next_request_works(client):
+    response = client.get("/_test/fail")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal server error"}
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert client.post("/predict", json={"instances": [ROW]}).status_code == 200
+
+
+def test_test_endpoints_are_off_by_default(model_v1):
+    client = api.create_app({"MODEL_PATH": str(model_v1)}).test_client()
+    assert client.get("/_test/fail").status_code == 404
+    assert client.get("/_test/sleep").status_code == 404

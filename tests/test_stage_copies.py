@@ -1,0 +1,61 @@
+"""The deliberate copies: the same model, app and server config in every stage that has them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.layers import ROOT
+from harness.layers import STAGES
+
+# file -> the stage that owns it; every later stage folder holds a byte-identical copy
+OWNED = {"model.py": 1, "app.py": 2, "gunicorn.conf.py": 3, "Dockerfile": 4, ".dockerignore": 4}
+COPIES = [
+    (name, owner, stage)
+    for name, owner in OWNED.items()
+    for stage in STAGES
+    if stage > owner and STAGES[owner].is_dir() and STAGES[stage].is_dir()
+]
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)$")
+
+
+def pins(path: Path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text().splitlines():
+        match = PIN.match(line.strip())
+        if match:
+            found[match.group(1).lower()] = match.group(2)
+    return found
+
+
+@pytest.mark.parametrize(("name", "owner", "stage"), COPIES, ids=[f"{n}:{o}->{s}" for n, o, s in COPIES])
+def test_copy_is_byte_identical(name, owner, stage):
+    original, copy = STAGES[owner] / name, STAGES[stage] / name
+    assert copy.exists(), f"{copy} is missing: run `make sync`"
+    assert copy.read_bytes() == original.read_bytes(), f"{copy} differs from {original}: run `make sync`"
+
+
+def test_copies_say_they_are_copies():
+    for name in ("model.py", "app.py", "gunicorn.conf.py"):
+        assert "DELIBERATE COPY" in (STAGES[OWNED[name]] / name).read_text()
+
+
+@pytest.mark.parametrize("stage", [s for s, p in STAGES.items() if (p / "requirements.txt").exists()])
+def test_stage_requirements_match_the_one_lock(stage):
+    lock = pins(ROOT / "requirements.lock")
+    stage_pins = pins(STAGES[stage] / "requirements.txt")
+    assert stage_pins, "a stage lists its requirements with exact pins"
+    wrong = {name: version for name, version in stage_pins.items() if lock.get(name) != version}
+    assert not wrong, f"pins differ from requirements.lock: {wrong}"
+
+
+def test_each_layer_adds_its_requirement():
+    needs = {1: "scikit-learn", 2: "flask", 3: "gunicorn"}
+    for stage, package in needs.items():
+        for later in STAGES:
+            path = STAGES[later] / "requirements.txt"
+            if later >= stage and path.exists():
+                assert package in pins(path), f"{path} lacks {package}"
+    assert "flask" not in pins(STAGES[1] / "requirements.txt"), "stage 01 needs no web framework"
