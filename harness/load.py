@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -186,6 +187,29 @@ def run_load(base_url: str, seconds: float, clients: int = 4, **kwargs: Any) -> 
     with LoadRun(base_url, clients=clients, max_seconds=seconds + 30, **kwargs) as run:
         time.sleep(seconds)
     return run.report
+
+
+def send_in_background(method: str, url: str, timeout: float = 60.0, **kwargs: Any) -> Future[Outcome]:
+    """Send one request from a background thread; the Future holds its Outcome.
+
+    For a request that must be in flight while the caller does something else
+    (a slow request during SIGTERM, a hung one during a worker timeout).
+    ``kwargs`` go to ``requests.request``; a connection failure is an Outcome
+    with ``ok=False`` and the exception class as ``detail``, never an exception.
+    """
+    future: Future[Outcome] = Future()
+
+    def send() -> None:
+        start = time.monotonic()
+        try:
+            response = requests.request(method, url, timeout=timeout, **kwargs)
+            outcome = Outcome(start, time.monotonic(), response.status_code == 200, str(response.status_code))
+        except requests.RequestException as exc:
+            outcome = Outcome(start, time.monotonic(), False, type(exc).__name__)
+        future.set_result(outcome)
+
+    threading.Thread(target=send, daemon=True).start()
+    return future
 
 
 def wrk_available() -> bool:
