@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from dataclasses import field
@@ -173,13 +174,26 @@ class LoadRun:
 
     def wait_for(self, predicate, timeout: float, interval: float = 0.05) -> bool:
         """Wait until ``predicate(report)`` holds (under the lock) or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def holds() -> bool:
             with self._lock:
-                if predicate(self.report):
-                    return True
-            time.sleep(interval)
-        return False
+                return predicate(self.report)
+
+        return wait_until(holds, timeout, interval)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition()`` until it is true (return True) or ``timeout`` seconds pass (False).
+
+    Tests assert on the result with the measured figures in the message, never
+    on how long the wait took.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def run_load(base_url: str, seconds: float, clients: int = 4, **kwargs: Any) -> LoadReport:
