@@ -153,6 +153,15 @@ class Layer:
         """PIDs whose memory and CPU count as the server's (host PIDs)."""
         raise NotImplementedError
 
+    def wait_recovered(self, timeout: float) -> float | None:
+        """After crash(): seconds until the layer serves at full strength again, None if not in time."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.ready():
+                return time.monotonic() - start
+            time.sleep(0.05)
+        return None
+
     def __enter__(self) -> Layer:
         self.start()
         return self
@@ -313,7 +322,27 @@ class Gunicorn(ServerProcess):
 
     def crash(self) -> None:
         """SIGKILL one worker; the master is what we are testing."""
-        os.kill(self.workers()[0], signal.SIGKILL)
+        workers = self.workers()
+        self._killed = (workers[0], len(workers))
+        os.kill(workers[0], signal.SIGKILL)
+
+    def wait_recovered(self, timeout: float) -> float | None:
+        """Seconds until the master has replaced the killed worker (the others kept serving)."""
+        start = time.monotonic()
+        killed, count = self._killed
+        try:
+            fresh = self.wait_workers(count, timeout, exclude={killed})
+        except LayerError:
+            return None
+        if self.extra_env.get("GUNICORN_PRELOAD") == "1":
+            return time.monotonic() - start  # preloaded: a forked worker already has the app
+        # Forked is not booted: a worker serves once the app has loaded the
+        # model, which it logs with its PID (app.create_app).
+        while time.monotonic() - start < timeout:
+            if all(f"(pid {pid})" in self.log() for pid in fresh):
+                return time.monotonic() - start
+            time.sleep(0.05)
+        return None
 
     def upgrade(self, new_model: Path) -> None:
         # Validate first: a model that cannot load would make every new worker

@@ -242,14 +242,18 @@ def run_wrk(base_url: str, connections: int, seconds: float = 5.0, threads: int 
         raise RuntimeError("wrk is not installed (apt-get install wrk, or brew install wrk)")
     threads = threads or min(connections, 2)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
+    proc = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
          "-s", str(WRK_SCRIPT), f"{base_url}/predict"],
-        capture_output=True, text=True, timeout=seconds + 30, check=True,
-    ).stdout  # fmt: skip
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
+        capture_output=True, text=True, timeout=seconds + 30,
+    )  # fmt: skip
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:  # wrk gives up at once when nothing listens: that is a failure, not zero
+        return {"connections": connections, "requests": 0, "rps": 0.0, "duration_s": 0.0,
+                "errors": {"connect": connections}, "latency_ms": {}, "client_cpu_cores": None,
+                "failure": (proc.stderr or proc.stdout).strip()}  # fmt: skip
     result = json.loads(line.removeprefix("WRK_JSON "))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result["connections"] = connections
     result["rps"] = round(result["requests"] / result["duration_s"], 1) if result["duration_s"] else 0.0

@@ -1,0 +1,161 @@
+"""The same scenarios against every layer: reach, throughput, crash, upgrade, cost.
+
+Each function takes a started ``Layer`` (or a stage number, for cost) and
+returns plain figures (a dict), so the tests assert on them, the notebooks
+plot them and `make scorecard` writes them to results/scorecard.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.golden import load_golden
+from harness.golden import mismatches
+from harness.layers import STAGES
+from harness.layers import InProcess
+from harness.layers import Layer
+from harness.layers import cpu_seconds
+from harness.layers import process_memory
+from harness.load import EXAMPLE_ROW
+from harness.load import LoadRun
+from harness.load import run_wrk
+
+
+def reach(layer: Layer) -> dict[str, Any]:
+    """Can a non-Python client (curl) get the golden predictions from this layer?"""
+    if isinstance(layer, InProcess):
+        return {
+            "reachable": False,
+            "why": "no network endpoint: a caller must be a Python program with this source and its dependencies",
+        }
+    if shutil.which("curl") is None:
+        return {"reachable": None, "why": "curl is not installed here"}
+    golden = load_golden()
+    out = subprocess.run(
+        ["curl", "--silent", "--show-error", "--max-time", "10", "-H", "Content-Type: application/json",
+         "--data-binary", "@-", f"{layer.base_url}/predict"],
+        input=json.dumps({"instances": golden["inputs"]}), capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    if out.returncode != 0:
+        return {"reachable": False, "why": f"curl failed: {out.stderr.strip()}"}
+    problems = mismatches(json.loads(out.stdout)["predictions"], golden)
+    return {"reachable": not problems, "why": "; ".join(problems) or "curl got the golden predictions"}
+
+
+def in_process_latency(layer: InProcess, seconds: float = 2.0, max_calls: int = 20_000) -> dict[str, Any]:
+    """The floor: single-row predictions called directly, no HTTP (p50/p95/p99 in ms, calls/s)."""
+    timings = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(timings) < max_calls:
+        start = time.perf_counter()
+        layer.predict([EXAMPLE_ROW])
+        timings.append((time.perf_counter() - start) * 1000)
+    quantiles = statistics.quantiles(timings, n=100)
+    return {
+        "connections": 1,
+        "requests": len(timings),
+        "rps": round(len(timings) / (sum(timings) / 1000), 1),
+        "latency_ms": {"p50": round(quantiles[49], 3), "p95": round(quantiles[94], 3), "p99": round(quantiles[98], 3)},
+        "errors": {},
+        "client_cpu_cores": None,
+    }
+
+
+def throughput(layer: Layer, connections: int, seconds: float = 5.0) -> dict[str, Any]:
+    """Single-row /predict throughput and latency at ``connections`` clients, with server CPU use."""
+    if isinstance(layer, InProcess):
+        return in_process_latency(layer, seconds=min(seconds, 2.0))
+    pids = layer.serving_pids()
+    before = sum(cpu_seconds(p) for p in pids)
+    result = run_wrk(layer.base_url, connections, seconds)
+    after = sum(cpu_seconds(p) for p in layer.serving_pids() if p in pids)
+    result["server_cpu_cores"] = round((after - before) / result["duration_s"], 2) if result["duration_s"] else None
+    return result
+
+
+def crash(layer: Layer, clients: int = 4, observe: float = 8.0, warmup: float = 0.5) -> dict[str, Any]:
+    """Kill the serving process under load; count failures and time the recovery.
+
+    Load runs for ``warmup`` s, the layer's ``crash()`` fires, then we watch
+    for up to ``observe`` s. ``recovered`` is False when the service never
+    answered again in that window (the development server's fate).
+    """
+    with LoadRun(layer.base_url, clients=clients, max_seconds=warmup + observe + 5) as run:
+        time.sleep(warmup)
+        crashed_at = time.monotonic()
+        layer.crash()
+        recovery = layer.wait_recovered(timeout=observe)
+        # keep the load on a little longer so late failures are counted too
+        time.sleep(min(1.0, max(0.0, crashed_at + observe - time.monotonic())))
+    report = run.report.summary()
+    report["recovery_s"] = None if recovery is None else round(recovery, 3)
+    report["recovered"] = recovery is not None
+    report["observed_s"] = observe
+    return report
+
+
+def upgrade(layer: Layer, new_model: Path, clients: int = 4, settle: float = 15.0) -> dict[str, Any]:
+    """Move to ``new_model`` under load with the layer's own mechanism.
+
+    Returns failed requests, downtime, and which version answers at the end.
+    """
+    new_version = json.loads(Path(new_model).with_suffix(".json").read_text())["model_version"]
+    with LoadRun(layer.base_url, clients=clients, max_seconds=settle + 60) as run:
+        time.sleep(0.5)
+        started = time.monotonic()
+        layer.upgrade(new_model)
+        switched = run.wait_for(lambda r: r.last_version() == new_version, timeout=settle)
+        took = time.monotonic() - started
+        time.sleep(0.5)  # a little more load on the new version
+    report = run.report.summary()
+    report.update(
+        mechanism=layer.upgrade_mechanism,
+        new_version=new_version,
+        serves_new_version=switched and run.report.last_version() == new_version,
+        switch_s=round(took, 3) if switched else None,
+    )
+    return report
+
+
+def idle_memory(layer: Layer) -> dict[str, Any]:
+    """RSS/PSS/USS summed over the serving processes at idle, in MiB."""
+    pids = layer.serving_pids()
+    totals = {"rss": 0, "pss": 0, "uss": 0}
+    for pid in pids:
+        for key, value in process_memory(pid).items():
+            totals[key] += value
+    return {"processes": len(pids), **{f"{k}_mib": round(v / 2**20, 1) for k, v in totals.items()}}
+
+
+def stage_diff(stage: int) -> dict[str, Any]:
+    """Files and lines a stage adds against the previous one (as `make diff` shows)."""
+    if stage == 1:
+        files = [p for p in STAGES[1].rglob("*") if p.is_file() and "artifacts" not in p.parts]
+        lines = sum(len(p.read_text().splitlines()) for p in files if "__pycache__" not in p.parts)
+        return {"files_added": len(files), "lines_added": lines, "lines_removed": 0}
+    out = subprocess.run(
+        ["diff", "-ruN", "-x", "artifacts", "-x", "__pycache__", str(STAGES[stage - 1]), str(STAGES[stage])],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    added = sum(1 for line in out.splitlines() if line.startswith("+") and not line.startswith("+++"))
+    removed = sum(1 for line in out.splitlines() if line.startswith("-") and not line.startswith("---"))
+    files = sum(1 for line in out.splitlines() if line.startswith("diff "))
+    return {"files_changed": files, "lines_added": added, "lines_removed": removed}
+
+
+def dependencies(stage: int) -> dict[str, Any]:
+    """Pinned packages a stage needs and their installed size in this environment (MiB)."""
+    path = STAGES[stage] / "requirements.txt"
+    names = [line.split("==")[0] for line in path.read_text().splitlines() if "==" in line]
+    size = 0
+    for name in names:
+        dist = metadata.distribution(name)
+        size += sum(Path(dist.locate_file(f)).stat().st_size for f in dist.files or [] if dist.locate_file(f).exists())
+    return {"packages": len(names), "installed_mib": round(size / 2**20, 1)}

@@ -1,0 +1,74 @@
+"""The harness must report failure when there is failure (it would be worthless otherwise)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness import scenarios
+from harness.layers import DevServer
+from harness.layers import Layer
+from harness.layers import free_port
+from harness.load import LoadRun
+from harness.load import run_wrk
+from harness.load import wrk_available
+
+
+def test_load_against_a_dead_port_reports_failures_not_zero():
+    with LoadRun(f"http://127.0.0.1:{free_port()}", clients=2, max_seconds=0.5, max_requests=100) as run:
+        run.wait_for(lambda r: r.total >= 20, timeout=5)
+    summary = run.report.summary()
+    assert summary["requests"] >= 20 and summary["failed"] == summary["requests"], summary
+    assert summary["recovered"] is False and summary["downtime_s"] is None
+
+
+def test_load_run_is_bounded_in_count():
+    with LoadRun(f"http://127.0.0.1:{free_port()}", clients=2, max_seconds=30, max_requests=10) as run:
+        run.wait_for(lambda r: r.total >= 10, timeout=10)
+        time.sleep(0.3)
+    assert run.report.total <= 10 + 2  # each client may finish the request it started
+
+
+@pytest.mark.skipif(not wrk_available(), reason="wrk is not installed (apt-get install wrk)")
+def test_wrk_against_a_dead_port_reports_errors():
+    result = run_wrk(f"http://127.0.0.1:{free_port()}", connections=2, seconds=1)
+    assert result["rps"] == 0 and sum(result["errors"].values()) > 0, result
+    assert "connect" in result["failure"], result
+
+
+class NeverRecovers(Layer):
+    """A fake layer whose crash is permanent: the harness must say 'never'."""
+
+    stage, name = 0, "fake"
+
+    def start(self, timeout: float = 60.0) -> float:
+        return 0.0
+
+    def stop(self) -> None:
+        pass
+
+    def crash(self) -> None:
+        pass
+
+    def ready(self) -> bool:
+        return False
+
+
+def test_a_layer_that_never_recovers_reports_never():
+    result = scenarios.crash(NeverRecovers(model_path="unused"), clients=1, observe=1.0, warmup=0.1)
+    assert result["recovered"] is False and result["recovery_s"] is None, result
+    assert result["failed"] == result["requests"] > 0
+
+
+@pytest.mark.slow
+def test_an_upgrade_that_never_lands_reports_it(model_v1, fresh_model, model_v2):
+    """A layer whose upgrade does nothing must not be reported as serving version 2."""
+
+    class NoOpUpgrade(DevServer):
+        def upgrade(self, new_model):
+            pass
+
+    with NoOpUpgrade(fresh_model) as layer:
+        result = scenarios.upgrade(layer, model_v2, clients=1, settle=1.0)
+    assert result["serves_new_version"] is False and result["failed"] == 0, result
