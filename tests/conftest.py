@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.container import build_image  # noqa: E402
+from harness.container import docker_available  # noqa: E402
 from harness.golden import load_golden  # noqa: E402
 from harness.layers import STAGES  # noqa: E402
 from harness.layers import model_module  # noqa: E402
@@ -59,3 +61,19 @@ def fresh_model(iris, model_v1, tmp_path) -> Path:
 def golden() -> dict:
     """The committed golden inputs and expected predictions."""
     return load_golden()
+
+
+def require_docker() -> None:
+    """Skip the calling test without a Docker engine; in CI (REQUIRE_DOCKER) fail instead."""
+    available, reason = docker_available()
+    if not available:
+        if REQUIRE_DOCKER:
+            pytest.fail(f"CI requires Docker, but {reason}", pytrace=False)
+        pytest.skip(f"no Docker: {reason}")
+
+
+@pytest.fixture(scope="session")
+def stage4_image() -> str:
+    """Tag of the stage-04 image, built once per session (reused while 04_container/ is unchanged)."""
+    require_docker()
+    return build_image()

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Build a stand-in for the official python:3.11-slim image from Debian 12
+# packages, for machines that cannot reach a container registry (workshop
+# rooms, air-gapped CI). Only needed when `docker pull python:3.11-slim` fails.
+#
+#   scripts/build_base_image.sh            # builds python:3.11-slim if missing
+#   FORCE=1 scripts/build_base_image.sh    # rebuild even if the tag exists
+#
+# How: mmdebstrap bootstraps a minimal Debian bookworm root filesystem with
+# python3.11, venv and pip from the same Debian mirror (and apt proxy) this
+# host uses, streams it as a tarball into `docker import`, and tags it
+# python:3.11-slim. `python`, `python3` and `pip` are on PATH in /usr/local/bin
+# like in the official image. The host's CA bundle is copied in so pip works
+# behind a TLS-intercepting proxy. Takes about 30 s; needs root (or fakeroot).
+set -euo pipefail
+
+TAG=${TAG:-python:3.11-slim}
+SUITE=bookworm            # Debian 12: its python3 is 3.11
+HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
+
+if [[ -z "${FORCE:-}" ]] && docker image inspect "$TAG" >/dev/null 2>&1; then
+  echo "$TAG already exists; nothing to do (FORCE=1 rebuilds it)"
+  exit 0
+fi
+command -v mmdebstrap >/dev/null || { echo "mmdebstrap is missing: apt-get install mmdebstrap" >&2; exit 1; }
+
+# The Debian mirrors the host's apt uses (deb822 .sources and one-line .list
+# files), so the bootstrap goes through the same mirror, snapshot or proxy.
+host_uris() {
+  local files=(/etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources)
+  local f
+  for f in "${files[@]}"; do
+    [[ -f "$f" ]] || continue
+    sed -n -e 's/^URIs:[[:space:]]*//p' -e 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]\+\).*/\2/p' "$f"
+  done | tr ' ' '\n' | sed '/^$/d'
+}
+uris=$(host_uris)
+MIRROR=${MIRROR:-$(grep -E '/debian/?$' <<<"$uris" | head -n1 || true)}
+SECURITY=${SECURITY:-$(grep -E '/debian-security/?$' <<<"$uris" | head -n1 || true)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
+
+# The host's apt settings that decide how the mirror is reached: a proxy, and
+# the validity checks a snapshot mirror needs switched off.
+aptopts=()
+while IFS= read -r line; do
+  aptopts+=(--aptopt="$line")
+done < <(apt-config dump | grep -E '^Acquire::(https?::Proxy|Check-Valid-Until|Check-Date) ' || true)
+
+# Trust the host's CA bundle inside the image (a TLS-intercepting proxy's CA
+# lives there); without one, Debian's own bundle stays.
+ca_hooks=()
+if [[ -f "$HOST_CA" ]]; then
+  ca_hooks+=(--customize-hook="cp '$HOST_CA' \"\$1/etc/ssl/certs/ca-certificates.crt\"")
+fi
+
+echo "building $TAG from $MIRROR ($SUITE) with mmdebstrap ..."
+start=$SECONDS
+# The hooks run in mmdebstrap's shell with $1 = the new root: single quotes on purpose.
+# shellcheck disable=SC2016
+mmdebstrap --variant=apt --format=tar --quiet \
+  "${aptopts[@]}" \
+  --include=python3.11,python3-venv,python3-pip,ca-certificates \
+  --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' \
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --customize-hook='for n in python python3; do ln -sf /usr/bin/python3.11 "$1/usr/local/bin/$n"; done' \
+  --customize-hook='ln -sf /usr/bin/pip3 "$1/usr/local/bin/pip"' \
+  "${ca_hooks[@]}" \
+  --customize-hook='printf "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n" > "$1/etc/pip.conf"' \
+  --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+  "$SUITE" - \
+  "deb $MIRROR $SUITE main" \
+  "deb $MIRROR $SUITE-updates main" \
+  "deb $SECURITY $SUITE-security main" |
+  docker import \
+    --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["python3"]' \
+    --message "stand-in for $TAG: Debian $SUITE python3.11 via mmdebstrap" \
+    - "$TAG" >/dev/null
+echo "built $TAG in $((SECONDS - start)) s: $(docker image inspect --format '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
