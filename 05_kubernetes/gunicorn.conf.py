@@ -1,0 +1,83 @@
+# DELIBERATE COPY: byte-identical in 03_wsgi, 04_container and 05_kubernetes
+# (tests/test_stage_copies.py); edit 03_wsgi/gunicorn.conf.py, then `make sync`.
+"""gunicorn settings for the iris API, written to be read.
+
+Start it with:  gunicorn -c gunicorn.conf.py "app:create_app()"
+Every value can be overridden by an environment variable (named beside it),
+so the same file serves a laptop, a container and a Kubernetes pod.
+Reference: https://docs.gunicorn.org/en/stable/settings.html
+"""
+
+import os
+import tempfile
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+# --- Where to listen ---------------------------------------------------------
+# HOST/PORT: the same variables as every other stage. 127.0.0.1 keeps the
+# server private to this machine; a container sets HOST=0.0.0.0 itself.
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+
+# --- How many processes --------------------------------------------------------
+# WEB_CONCURRENCY: worker processes. Each is a full Python process with its own
+# copy of the model, serving one request at a time (sync workers). Our requests
+# are CPU-bound, so more workers than CPUs only adds memory and context switches.
+# We count the CPUs *this process may use* (sched_getaffinity honours taskset
+# and cpusets), not the host's cpu_count(). Typical range: 1 to 2 x CPUs.
+# In Kubernetes, set it to match the CPU limit and scale with replicas instead.
+workers = _env_int("WEB_CONCURRENCY", len(os.sched_getaffinity(0)))
+
+# sync: one request per worker at a time. Right for short CPU-bound work like a
+# model prediction; threads would only contend for the GIL, and async workers
+# help only when requests wait on I/O.
+worker_class = "sync"
+
+# --- When to give up on a worker -----------------------------------------------
+# GUNICORN_TIMEOUT: a worker silent for this many seconds is killed and replaced
+# (the master watches a heartbeat file). A prediction takes milliseconds, so 30 s
+# only ever fires on a hung worker. Range: a few times your slowest request.
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+
+# GUNICORN_GRACEFUL_TIMEOUT: on SIGTERM or a reload, workers finish in-flight
+# requests for up to this many seconds before being killed. Keep it below the
+# time your supervisor waits (Docker's stop timeout, Kubernetes'
+# terminationGracePeriodSeconds minus the preStop wait).
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+
+# GUNICORN_MAX_REQUESTS: recycle a worker after this many requests, a safety net
+# against slow memory leaks; the jitter staggers restarts so the workers never
+# all recycle together. 0 disables it.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests_jitter = max_requests // 10
+
+# --- Loading the app -----------------------------------------------------------
+# GUNICORN_PRELOAD=1 loads the app (and the model) once in the master before
+# forking: workers share those pages copy-on-write (less memory per worker,
+# faster boot) BUT a HUP then restarts workers from the master's old copy, so
+# a new model on disk is NOT picked up; you must restart the master instead.
+# Off by default here, so `kill -HUP` upgrades the model with zero downtime.
+preload_app = os.environ.get("GUNICORN_PRELOAD") == "1"
+
+# The heartbeat file every worker touches. /dev/shm is memory-backed: on a disk
+# (or a container's overlay filesystem) a slow fsync can stall the heartbeat
+# and get healthy workers killed. Falls back to the default temp dir elsewhere.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# --- Logs ----------------------------------------------------------------------
+# "-" means stdout/stderr: let the terminal, Docker or Kubernetes collect logs.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+# --- Process management --------------------------------------------------------
+# PIDFILE: where the master writes its PID, so `kill -HUP $(cat $PIDFILE)`
+# reloads it. Unset means no file.
+pidfile = os.environ.get("PIDFILE") or None
+
+# gunicorn 25+ opens a control socket (for `gunicornc`) by default in
+# ~/.gunicorn, which fails for a non-root user without a home directory (our
+# container user). Put it in the temp dir, one per port so servers never clash.
+control_socket = os.path.join(tempfile.gettempdir(), f"gunicorn-{bind.rsplit(':', 1)[1]}.ctl")

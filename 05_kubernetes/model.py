@@ -1,0 +1,287 @@
+# DELIBERATE COPY: this file is byte-identical in every stage folder
+# (01_model_py, 02_rest_api, 03_wsgi, 04_container, 05_kubernetes) so that each
+# stage is self-contained and the model never changes between layers.
+# tests/test_stage_copies.py enforces the identity; edit 01_model_py/model.py
+# and run `make sync` to copy it into the other stages.
+"""The iris model: train it, save it with metadata, load it back verified, predict.
+
+Run ``python model.py --help`` for the command line. The functions here are
+also what the REST API of later stages imports, so the CLI and every server
+validate input and predict with exactly the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.datasets import load_iris
+from sklearn.exceptions import InconsistentVersionWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+MODEL_NAME = "iris"
+FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+MAX_CM = 1000.0  # no flower is 10 m long; beyond this a value is a unit or typing error
+# The model lives next to this file unless MODEL_PATH says otherwise, so it
+# never depends on the directory you start Python from.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "artifacts" / "iris.joblib"
+
+
+class InputError(ValueError):
+    """Client input that cannot be scored; the message names the problem."""
+
+
+class ArtifactError(RuntimeError):
+    """A model artifact that is missing, tampered with, or from another scikit-learn."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified pipeline together with the metadata it was saved with."""
+
+    pipeline: Pipeline
+    metadata: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        """The model version label given at training time."""
+        return self.metadata["model_version"]
+
+    @property
+    def classes(self) -> list[str]:
+        """Class labels in the order of the probability columns."""
+        return self.metadata["classes"]
+
+    def predict(self, features: np.ndarray) -> list[dict[str, Any]]:
+        """Label and per-class probability for each row of a validated (N, 4) array."""
+        probabilities = self.pipeline.predict_proba(features)
+        return [
+            {
+                "label": self.classes[int(np.argmax(row))],
+                "probabilities": dict(zip(self.classes, (float(p) for p in row))),
+            }
+            for row in probabilities
+        ]
+
+
+def model_path() -> Path:
+    """The artifact path: $MODEL_PATH if set, else artifacts/iris.joblib beside this file."""
+    return Path(os.environ.get("MODEL_PATH", DEFAULT_MODEL_PATH))
+
+
+def metadata_path(artifact: Path) -> Path:
+    """The metadata sidecar that belongs to an artifact (same name, .json)."""
+    return artifact.with_suffix(".json")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train(version: str = "1", c: float = 1.0, out: Path | None = None) -> dict[str, Any]:
+    """Train the pipeline deterministically, save artifact + metadata, return the metadata.
+
+    ``c`` is the inverse regularisation strength of the logistic regression:
+    a different value gives a "version 2" whose probabilities visibly differ.
+    """
+    if not (math.isfinite(c) and c > 0):
+        raise InputError(f"C must be a positive number, got {c}")
+    out = out or model_path()
+    iris = load_iris()
+    x_train, x_test, y_train, y_test = train_test_split(
+        iris.data, iris.target, test_size=0.3, random_state=0, stratify=iris.target
+    )
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
+    pipeline.fit(x_train, y_train)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary name and rename: a server reading the path never
+    # sees half a file.
+    tmp = out.with_name(out.name + ".tmp")
+    joblib.dump(pipeline, tmp)
+    metadata = {
+        "model_name": MODEL_NAME,
+        "model_version": str(version),
+        "C": c,
+        "features": list(FEATURES),
+        "classes": [str(name) for name in iris.target_names],
+        "sklearn_version": sklearn.__version__,
+        "training_data_sha256": hashlib.sha256(iris.data.tobytes() + iris.target.tobytes()).hexdigest(),
+        "artifact_sha256": _sha256(tmp),
+        "test_accuracy": round(float(pipeline.score(x_test, y_test)), 4),
+    }
+    meta_tmp = metadata_path(tmp)
+    meta_tmp.write_text(json.dumps(metadata, indent=2) + "\n")
+    os.replace(meta_tmp, metadata_path(out))
+    os.replace(tmp, out)
+    return metadata
+
+
+def install(source: Path, target: Path | None = None) -> dict[str, Any]:
+    """Verify the artifact at ``source``, then atomically put it (with metadata) at ``target``.
+
+    A broken or tampered artifact raises ArtifactError and leaves ``target``
+    untouched: validate first, so a reload never swaps in a model that
+    cannot load. Returns the installed metadata.
+    """
+    source, target = Path(source), Path(target or model_path())
+    metadata = load(source).metadata
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((metadata_path(source), metadata_path(target)), (source, target)):
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return metadata
+
+
+def load(path: Path | None = None) -> LoadedModel:
+    """Load an artifact, refusing it unless its hash and scikit-learn version match.
+
+    Raises ArtifactError with a one-line reason; unpickling happens only after
+    the hash check, and a scikit-learn version mismatch warning is an error.
+    """
+    path = Path(path or model_path())
+    meta_file = metadata_path(path)
+    if not path.is_file() or not meta_file.is_file():
+        raise ArtifactError(f"no model at {path} (train one with: python model.py train)")
+    try:
+        metadata = json.loads(meta_file.read_text())
+        expected_hash = metadata["artifact_sha256"]
+        saved_with = metadata["sklearn_version"]
+    except (ValueError, KeyError) as exc:
+        raise ArtifactError(f"unreadable metadata {meta_file}: {exc}") from None
+    if _sha256(path) != expected_hash:
+        raise ArtifactError(f"{path} does not match the SHA-256 in {meta_file.name}: refusing to load it")
+    if saved_with != sklearn.__version__:
+        raise ArtifactError(f"{path} was saved by scikit-learn {saved_with}, this is {sklearn.__version__}: retrain it")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        try:
+            pipeline = joblib.load(path)
+        except InconsistentVersionWarning as exc:
+            raise ArtifactError(f"{path}: {exc}") from None
+        except Exception as exc:  # a corrupt pickle can raise almost anything
+            raise ArtifactError(f"cannot unpickle {path}: {type(exc).__name__}: {exc}") from None
+    return LoadedModel(pipeline=pipeline, metadata=metadata)
+
+
+def _feature_value(row_number: int, name: str, value: Any) -> float:
+    where = f"row {row_number}: '{name}'"
+    # bool is a subclass of int in Python; true is not a length in cm.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{where} must be a number, got {json.dumps(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(f"{where} must be finite, got {value}")
+    if not 0 <= number <= MAX_CM:
+        raise InputError(f"{where} must be a length in cm from 0 to {MAX_CM:g}, got {value}")
+    return number
+
+
+def validate_rows(rows: Any) -> np.ndarray:
+    """Turn a list of {feature: number} objects into an (N, 4) float array or raise InputError."""
+    if not isinstance(rows, list) or not rows:
+        raise InputError("expected a non-empty list of rows")
+    matrix = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InputError(f"row {i}: expected an object with keys {', '.join(FEATURES)}")
+        missing = [f for f in FEATURES if f not in row]
+        unknown = sorted(set(row) - set(FEATURES))
+        if missing:
+            raise InputError(f"row {i}: missing feature(s) {', '.join(missing)}")
+        if unknown:
+            raise InputError(f"row {i}: unknown feature(s) {', '.join(unknown)}")
+        matrix.append([_feature_value(i, f, row[f]) for f in FEATURES])
+    return np.asarray(matrix, dtype=np.float64)
+
+
+def _parse_stdin_rows(text: str) -> list[Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"stdin is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "instances" in data:
+        data = data["instances"]
+    return data if isinstance(data, list) else [data]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        raise InputError(message)
+
+
+def _cli(argv: list[str]) -> int:
+    parser = _Parser(prog="model.py", description=__doc__.splitlines()[0])
+    common = _Parser(add_help=False)
+    common.add_argument("--model", type=Path, help="artifact path (default: $MODEL_PATH or artifacts/iris.joblib)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", parents=[common], help="train and save the model")
+    p_train.add_argument("--version", default="1", help="version label stored in the metadata (default 1)")
+    p_train.add_argument("--C", dest="c", type=float, default=1.0, help="inverse regularisation (default 1.0)")
+    p_predict = sub.add_parser("predict", parents=[common], help="predict one row from flags, or JSON rows from stdin")
+    for feature in FEATURES:
+        p_predict.add_argument("--" + feature.replace("_", "-"), type=float, metavar="CM")
+    sub.add_parser("verify", parents=[common], help="load the artifact with every check and print its metadata")
+    p_install = sub.add_parser(
+        "install", parents=[common], help="verify an artifact, then atomically copy it to --model"
+    )
+    p_install.add_argument("source", type=Path, help="the new artifact (.joblib, with its .json beside it)")
+
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        metadata = train(args.version, args.c, args.model)
+        print(json.dumps(metadata))
+        return 0
+    if args.command == "install":
+        print(json.dumps(install(args.source, args.model)))
+        return 0
+    model = load(args.model)
+    if args.command == "verify":
+        print(json.dumps(model.metadata))
+        return 0
+    flags = {f: getattr(args, f) for f in FEATURES}
+    if any(v is not None for v in flags.values()):
+        missing = [f for f, v in flags.items() if v is None]
+        if missing:
+            raise InputError("missing " + ", ".join("--" + f.replace("_", "-") for f in missing))
+        rows = [flags]
+    else:
+        if sys.stdin.isatty():
+            raise InputError("give all four --feature flags, or JSON rows on stdin")
+        rows = _parse_stdin_rows(sys.stdin.read())
+    for prediction in model.predict(validate_rows(rows)):
+        print(json.dumps(prediction))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: errors become one line on stderr and exit code 2."""
+    try:
+        return _cli(sys.argv[1:] if argv is None else argv)
+    except (InputError, ArtifactError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

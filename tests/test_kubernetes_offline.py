@@ -1,0 +1,326 @@
+"""Stage 05 without a cluster: the manifests render, validate strictly and agree with each other and the app.
+
+Everything a cluster would reject, or accept and then get wrong, that can be
+decided from the files: schema errors (unknown fields fail) against the API of
+the pinned Kubernetes version, broken references between objects, probe paths
+the app does not serve, a grace period too short for the shutdown it must
+cover, and the "restricted" Pod Security Standard. The last test runs the
+stage-04 image exactly as the Deployment's container spec says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+import kubernetes_validate
+import pytest
+import requests
+import yaml
+
+from harness.cluster import K8S
+from harness.cluster import KIND_SCRIPT
+from harness.cluster import KUBERNETES_VERSION
+from harness.cluster import NODE_PORT
+from harness.cluster import build_model_image
+from harness.cluster import container_env
+from harness.cluster import cpu_cores
+from harness.cluster import docker_run_args
+from harness.cluster import find
+from harness.cluster import kubectl_path
+from harness.cluster import render
+from harness.golden import mismatches
+from harness.layers import BIN
+from harness.layers import ROOT
+from harness.layers import STAGES
+from harness.layers import LayerError
+from harness.layers import free_port
+from harness.layers import wait_ready
+from harness.load import EXAMPLE_ROW
+
+STAGE = STAGES[5]
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+KIND_CONFIG = K8S / "kind" / "kind-cluster.yaml"
+
+
+@pytest.fixture(scope="module")
+def objects() -> list[dict]:
+    """The kind overlay as kustomize renders it (the base plus the NodePort)."""
+    return render("kind")
+
+
+@pytest.fixture(scope="module")
+def pod(objects) -> dict:
+    return find(objects, "Deployment", "iris")["spec"]["template"]["spec"]
+
+
+@pytest.fixture(scope="module")
+def container(pod) -> dict:
+    (server,) = pod["containers"]
+    return server
+
+
+@pytest.mark.parametrize("overlay", ["base", "kind"])
+def test_every_object_validates_strictly_against_the_pinned_kubernetes_api(overlay):
+    problems = []
+    for obj in render(overlay):
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {'.'.join(map(str, exc.path))}: {exc.message}")
+    assert not problems, problems
+
+
+def test_strict_validation_rejects_an_unknown_field(objects):
+    """The validator is not vacuous: a typo in a field name fails."""
+    deployment = yaml.safe_load(yaml.safe_dump(find(objects, "Deployment")))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_kind_node_image_is_the_validated_kubernetes_version_pinned_by_digest():
+    (node,) = yaml.safe_load(KIND_CONFIG.read_text())["nodes"]
+    assert re.fullmatch(rf"kindest/node:v{re.escape(KUBERNETES_VERSION)}@sha256:[0-9a-f]{{64}}", node["image"]), node
+    (mapping,) = node["extraPortMappings"]
+    assert mapping["listenAddress"] == "127.0.0.1" and mapping["hostPort"] == mapping["containerPort"] == NODE_PORT
+
+
+def test_the_rendered_objects_are_the_ones_the_readme_describes(objects):
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(
+        ["Namespace", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+    )
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"iris-serving"}
+    for obj in objects:
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "model-serving-layers", obj["metadata"]
+
+
+def test_service_reaches_the_pods_by_label_and_named_port(objects, container):
+    deployment, service = find(objects, "Deployment"), find(objects, "Service")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = service["spec"]["selector"]
+    assert selector.items() <= pod_labels.items(), (selector, pod_labels)
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    port_names = {p["name"] for p in container["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+    (port,) = service["spec"]["ports"]
+    assert port["nodePort"] == NODE_PORT  # the kind overlay; the base stays ClusterIP
+    assert find(render("base"), "Service")["spec"]["type"] == "ClusterIP"
+
+
+def test_hpa_and_pdb_point_at_the_deployment(objects):
+    deployment = find(objects, "Deployment")
+    hpa, pdb = find(objects, "HorizontalPodAutoscaler"), find(objects, "PodDisruptionBudget")
+    ref = hpa["spec"]["scaleTargetRef"]
+    assert (ref["apiVersion"], ref["kind"], ref["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
+    assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_probes_ask_paths_the_app_serves_on_the_container_port(container, model_v1):
+    # The app is identical in every stage (test_stage_copies.py); import it as test_api.py does.
+    sys.path.insert(0, str(STAGES[2]))
+    import app as api
+
+    flask_app = api.create_app({"MODEL_PATH": str(model_v1)})
+    client = flask_app.test_client()
+    gets = {rule.rule for rule in flask_app.url_map.iter_rules() if "GET" in rule.methods}
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    probes = {kind: container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    for kind, probe in probes.items():
+        get = probe["httpGet"]
+        assert get["path"] in gets, f"{kind} asks {get['path']}; the app serves GET {sorted(gets)}"
+        assert 200 <= client.get(get["path"]).status_code < 400, kind
+        assert get["port"] in port_names or get["port"] in port_names.values(), f"{kind} port {get['port']}"
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert probes["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+
+
+def test_every_config_key_is_consumed_and_read_by_the_server(objects, container):
+    (config_map,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    consumed = {s["configMapRef"]["name"] for s in container.get("envFrom", [])}
+    consumed |= {e["valueFrom"]["configMapKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
+    assert consumed == {config_map["metadata"]["name"]}, "every ConfigMap referenced exists, and only that one"
+    # Every key names a variable that gunicorn.conf.py or app.py actually reads.
+    code = "".join((STAGE / f).read_text() for f in ("gunicorn.conf.py", "app.py", "model.py"))
+    unread = [key for key in config_map["data"] if f'"{key}"' not in code and f"'{key}'" not in code]
+    assert not unread, f"settings no code reads: {unread}"
+    env = container_env(objects, container)
+    (port,) = container["ports"]
+    assert int(env["PORT"]) == port["containerPort"] and env["HOST"] == "0.0.0.0"
+
+
+def test_grace_period_covers_prestop_and_gunicorns_graceful_timeout(objects, pod, container):
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    graceful = int(container_env(objects, container)["GUNICORN_GRACEFUL_TIMEOUT"])
+    grace = pod["terminationGracePeriodSeconds"]
+    assert pre_stop >= 1, "without a preStop wait, SIGTERM can arrive before the endpoints are updated"
+    assert grace >= pre_stop + graceful + 1, f"grace {grace} s < preStop {pre_stop} s + graceful {graceful} s + margin"
+
+
+def test_pod_meets_the_restricted_pod_security_standard(objects, pod, container):
+    pod_sc, sc = pod["securityContext"], container["securityContext"]
+    assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] >= 10000
+    assert pod_sc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+    labels = find(objects, "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_image_resources_and_rollout_settings(objects, pod, container):
+    deployment = find(objects, "Deployment")
+    repository, _, tag = container["image"].rpartition(":")
+    assert repository == "iris-serving" and tag and tag != "latest", container["image"]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources["limits"].keys()
+    workers = int(container_env(objects, container)["WEB_CONCURRENCY"])
+    assert 1 <= workers <= cpu_cores(resources["limits"]["cpu"]), f"{workers} workers for {resources['limits']}"
+    rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert (rolling["maxUnavailable"], rolling["maxSurge"]) == (0, 1)
+    assert deployment["spec"]["replicas"] >= 2
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/dev/shm"} <= mounts, "gunicorn writes its control socket and heartbeat files there"
+
+
+def test_metrics_server_is_pinned_and_patched_for_kind():
+    kustomization = yaml.safe_load((K8S / "metrics-server" / "kustomization.yaml").read_text())
+    (url,) = kustomization["resources"]
+    assert re.search(r"/releases/download/v\d+\.\d+\.\d+/components\.yaml$", url), url
+    assert "--kubelet-insecure-tls" in kustomization["patches"][0]["patch"]
+
+
+def test_yaml_line_count(objects):
+    """What the layer costs in configuration: reported, and bounded so it stays a tutorial."""
+    files = sorted(p for p in K8S.rglob("*") if p.suffix in (".yaml", ".env"))
+    lines = {
+        str(p.relative_to(STAGE)): sum(
+            1 for x in p.read_text().splitlines() if x.strip() and not x.strip().startswith("#")
+        )
+        for p in files
+    }
+    total = sum(lines.values())
+    print(f"\nstage 05 configuration: {total} lines (no blanks or comments) in {len(files)} files, "
+          f"{len(objects)} objects: {lines}")  # fmt: skip
+    assert total < 250, lines
+
+
+def test_shell_scripts_pass_shellcheck():
+    result = subprocess.run([str(BIN / "shellcheck"), str(KIND_SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_kind_script_says_what_is_missing():
+    result = subprocess.run(["bash", str(KIND_SCRIPT)], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "usage" in result.stderr, result.stderr
+
+
+def test_ci_workflow_is_a_valid_github_workflow():
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@contextlib.contextmanager
+def running_as_deployed(objects: list[dict], image: str):
+    """The image run with the Deployment's container spec (docker_run_args); yields (base URL, name)."""
+    port = free_port()
+    name = f"iris-k8s-spec-{uuid.uuid4().hex[:8]}"
+    args = docker_run_args(objects, image, port, name)
+    subprocess.run(args, check=True, capture_output=True, text=True, timeout=60)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_ready(f"{base}/v2/health/live", timeout=60)
+        except LayerError as exc:
+            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout
+            raise AssertionError(f"{exc}\n{' '.join(args)}\n{logs[-2000:]}") from None
+        yield base, name
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True)
+
+
+@pytest.mark.docker
+def test_the_image_serves_as_the_deployment_specifies(objects, container, stage4_image, golden):
+    """docker run with the pod's settings, probes run as the kubelet runs them, golden answers."""
+    with running_as_deployed(objects, stage4_image) as (base, name):
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = container[kind]
+            assert probe["httpGet"]["port"] == "http"  # the one published container port
+            answer = requests.get(f"{base}{probe['httpGet']['path']}", timeout=probe.get("timeoutSeconds", 1))
+            assert 200 <= answer.status_code < 400, f"{kind}: {answer.status_code} {answer.text}"
+        response = requests.post(f"{base}/predict", json={"instances": golden["inputs"]}, timeout=10)
+        assert response.status_code == 200, response.text
+        assert not mismatches(response.json()["predictions"], golden)
+        # SIGTERM as the kubelet sends it after preStop: gunicorn must be gone well within the grace period.
+        pod_spec = find(objects, "Deployment")["spec"]["template"]["spec"]
+        budget = pod_spec["terminationGracePeriodSeconds"] - container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        started = time.monotonic()
+        subprocess.run(["docker", "stop", "--time", str(budget), name], check=True, capture_output=True, timeout=90)
+        took = time.monotonic() - started
+        state = subprocess.run(
+            ["docker", "inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", name],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        assert state == ["0", "false"], f"exit {state} after SIGTERM ({took:.1f} s of {budget} s)"
+        print(
+            f"\nstage 05 spec in docker: probes 2xx, golden OK, clean SIGTERM exit in {took:.1f} s (budget {budget} s)"
+        )
+
+
+@pytest.mark.docker
+def test_the_upgrade_image_serves_model_v2(objects, stage4_image, model_v2):
+    """What the rolling update ships: the stage-04 image with the v2 artifact in place of v1."""
+    tag = f"iris-serving:k8s-test-v2-{uuid.uuid4().hex[:8]}"
+    try:
+        build_model_image(stage4_image, model_v2, tag)
+        with running_as_deployed(objects, tag) as (base, _):
+            body = requests.post(f"{base}/predict", json={"instances": [EXAMPLE_ROW]}, timeout=10).json()
+        assert body["model_version"] == "2", body
+    finally:
+        subprocess.run(["docker", "rmi", tag], capture_output=True)
+
+
+@pytest.mark.docker
+def test_kind_script_loads_a_unique_tag_and_applies_it(stage4_image, tmp_path):
+    """kind.sh deploy with stand-ins for kind and kubectl: the tag it loads is the tag it applies."""
+    log = tmp_path / "calls.log"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "kind").write_text(f'#!/bin/sh\necho "kind $*" >> {log}\n')
+    # kubectl: record the call; for `apply -k DIR` render DIR with the real kubectl instead.
+    (fake_bin / "kubectl").write_text(
+        f'#!/bin/sh\necho "kubectl $*" >> {log}\n'
+        f'if [ "$1" = apply ]; then exec {kubectl_path()} kustomize "$3" > {tmp_path / "rendered.yaml"}; fi\n'
+    )
+    for tool in ("kind", "kubectl"):
+        (fake_bin / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "KUBECTL": "kubectl"}
+    result = subprocess.run(
+        ["bash", str(KIND_SCRIPT), "deploy", stage4_image], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    (load,) = [line for line in log.read_text().splitlines() if line.startswith("kind load")]
+    loaded = load.split()[3]
+    try:
+        assert re.fullmatch(r"iris-serving:[0-9a-f]{12}", loaded), load
+        images = [c["image"] for c in find(list(yaml.safe_load_all((tmp_path / "rendered.yaml").read_text())),
+                                          "Deployment")["spec"]["template"]["spec"]["containers"]]  # fmt: skip
+        assert images == [loaded]
+        assert "kubectl rollout status deployment/iris -n iris-serving --timeout=180s" in log.read_text()
+    finally:
+        if loaded != stage4_image:
+            subprocess.run(["docker", "rmi", loaded], capture_output=True)
