@@ -48,6 +48,18 @@ stage-2: $(STAGE_2)/artifacts/iris.joblib ## stage 02: Flask development server 
 stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully)
 	cd $(STAGE_3) && exec ../$(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
 
+.PHONY: stage-5
+stage-5: $(STAMP) ## stage 05: the stage-04 image on a local kind cluster, one prediction via 127.0.0.1:30080
+	@KUBECTL=$(VENV)/bin/kubectl bash $(STAGE_5)/kind.sh check
+	@echo "building the stage-04 image (reused when 04_container/ is unchanged)..."
+	@IMAGE=$$($(PY) -m harness.cluster image) && \
+	KUBECTL=$(VENV)/bin/kubectl bash $(STAGE_5)/kind.sh up "$$IMAGE" && \
+	bash $(STAGE_5)/kind.sh predict
+
+.PHONY: stage-5-down
+stage-5-down: ## delete the kind cluster of stage 05
+	bash $(STAGE_5)/kind.sh down
+
 .PHONY: test
 test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks (~10 min)
 	$(PY) -m pytest
@@ -69,7 +81,8 @@ diff: ## what one layer adds: make diff A=2 B=3
 sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that owns them
 	@for d in $(STAGE_2) $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_1)/model.py $$d/; done; \
 	for d in $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_2)/app.py $$d/; done; \
-	for d in $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_3)/gunicorn.conf.py $$d/; done; true
+	for d in $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_3)/gunicorn.conf.py $$d/; done; \
+	[ -d $(STAGE_5) ] && cp $(STAGE_4)/Dockerfile $(STAGE_4)/.dockerignore $(STAGE_4)/requirements.txt $(STAGE_5)/; true
 
 .PHONY: golden
 golden: $(STAMP) ## regenerate tests/golden_predictions.json from a fresh version-1 model

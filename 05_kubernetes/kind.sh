@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stage 05 on a local kind cluster. `make stage-5` runs it; so does the harness.
 #
+#   kind.sh check         say what is missing (docker, kind, kubectl), if anything
 #   kind.sh up IMAGE      create (or reuse) the cluster, install metrics-server, deploy IMAGE
 #   kind.sh deploy IMAGE  load IMAGE into kind and roll the Deployment to it
 #   kind.sh predict       one prediction through the Service (127.0.0.1:30080)
@@ -66,6 +67,9 @@ predict() {
 }
 
 case "${1:-}" in
+  check)
+    need
+    ;;
   up)
     [ -n "${2:-}" ] || die "usage: kind.sh up IMAGE"
     need
@@ -81,10 +85,10 @@ case "${1:-}" in
     predict
     ;;
   down)
-    command -v kind >/dev/null || die "kind not found: nothing to delete"
+    if ! command -v kind >/dev/null; then echo "kind not found: no cluster to delete"; exit 0; fi
     kind delete cluster --name "$CLUSTER"
     ;;
   *)
-    die "usage: kind.sh up IMAGE | deploy IMAGE | predict | down"
+    die "usage: kind.sh check | up IMAGE | deploy IMAGE | predict | down"
     ;;
 esac

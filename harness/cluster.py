@@ -6,6 +6,8 @@ kustomize built into kubectl (the one in .venv, the same version everywhere).
 ``docker run``, so the stage-04 image can be checked against the manifest
 without a cluster. ``Cluster`` drives a real kind cluster through
 05_kubernetes/kind.sh, the script `make stage-5` runs.
+
+    python -m harness.cluster image   # build (or reuse) the stage-04 image, print its tag
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from harness.container import build_image
 from harness.container import docker
 from harness.layers import BIN
 from harness.layers import LOOPBACK
@@ -259,3 +263,20 @@ class Cluster(Layer):
 
     def serving_pids(self) -> list[int]:
         raise NotImplementedError("pods run inside the kind node; measure them with `kubectl top pods`")
+
+
+def _cli(argv: list[str]) -> int:
+    """``python -m harness.cluster image``: build (or reuse) the stage-04 image and print its tag."""
+    if argv != ["image"]:
+        print("usage: python -m harness.cluster image", file=sys.stderr)
+        return 2
+    try:
+        print(build_image())
+    except LayerError as exc:
+        print(f"cannot build the stage-04 image: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli(sys.argv[1:]))
