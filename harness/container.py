@@ -85,6 +85,11 @@ def image_size(tag: str) -> int:
     return int(docker("image", "inspect", "--format", "{{.Size}}", tag).stdout)
 
 
+def image_config(tag: str) -> dict:
+    """The image's configuration: User, Cmd, Env, Healthcheck, Labels, ..."""
+    return json.loads(docker("image", "inspect", "--format", "{{json .Config}}", tag).stdout)
+
+
 def ensure_base_image() -> None:
     """Make sure python:3.11-slim exists: pull it, or build the stand-in (scripts/build_base_image.sh)."""
     if not image_exists(BASE_IMAGE):
@@ -125,6 +130,7 @@ class Container(Layer):
         self.extra_env = env or {}
         self.run_args = tuple(run_args)
         self.container: str | None = None
+        self._killed = 0
         self.exit_code: int | None = None
 
     def run_command(self) -> list[str]:
@@ -197,7 +203,18 @@ class Container(Layer):
 
     def crash(self) -> None:
         """SIGKILL PID 1 from the host. (`docker kill` would count as a manual stop: no restart.)"""
-        os.kill(self.pid1(), signal.SIGKILL)
+        self._killed = self.pid1()
+        os.kill(self._killed, signal.SIGKILL)
+
+    def wait_recovered(self, timeout: float) -> float | None:
+        """After crash(): seconds until the restart policy's new PID 1 serves, None if not in time."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            state = self.inspect()["State"]
+            if state["Running"] and state["Pid"] not in (0, self._killed) and self.ready():
+                return time.monotonic() - start
+            time.sleep(0.05)
+        return None
 
     def upgrade(self, new_model: Path) -> None:
         """Replace the container by one serving ``new_model``: stop old, start new (downtime in between)."""

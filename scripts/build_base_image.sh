@@ -3,8 +3,8 @@
 # packages, for machines that cannot reach a container registry (workshop
 # rooms, air-gapped CI). Only needed when `docker pull python:3.11-slim` fails.
 #
-#   scripts/build_base_image.sh            # builds python:3.11-slim if missing
-#   FORCE=1 scripts/build_base_image.sh    # rebuild even if the tag exists
+#   scripts/build_base_image.sh            # pull python:3.11-slim, else build the stand-in
+#   FORCE=1 scripts/build_base_image.sh    # build the stand-in even if the tag exists
 #
 # How: mmdebstrap bootstraps a minimal Debian bookworm root filesystem with
 # python3.11, venv and pip from the same Debian mirror (and apt proxy) this
@@ -20,6 +20,11 @@ HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 
 if [[ -z "${FORCE:-}" ]] && docker image inspect "$TAG" >/dev/null 2>&1; then
   echo "$TAG already exists; nothing to do (FORCE=1 rebuilds it)"
+  exit 0
+fi
+# A reachable registry always wins: bounded, since a filtered network can hang.
+if [[ -z "${FORCE:-}" ]] && timeout "${PULL_TIMEOUT:-60}" docker pull --quiet "$TAG" >/dev/null 2>&1; then
+  echo "pulled $TAG"
   exit 0
 fi
 command -v mmdebstrap >/dev/null || { echo "mmdebstrap is missing: apt-get install mmdebstrap" >&2; exit 1; }

@@ -1,0 +1,139 @@
+"""Stage 04 for real: the image built by a Docker engine, run as `make stage-4` runs it.
+
+One container serves most tests (module fixture), started the strictest way:
+read-only root filesystem with a tmpfs /tmp. The graceful-stop test ends it,
+so it comes last. Without a Docker engine every test here skips with the
+reason; in CI (tests/conftest.py REQUIRE_DOCKER) it fails instead.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import scenarios
+from harness.container import BASE_IMAGE
+from harness.container import Container
+from harness.container import image_config
+from harness.container import image_size
+from harness.golden import mismatches
+from harness.layers import BIN
+from harness.layers import STAGES
+from harness.load import EXAMPLE_ROW
+from harness.load import send_in_background
+from harness.load import wait_until
+
+pytestmark = pytest.mark.docker
+MB = 1_000_000
+MAX_ADDED_MB = 300  # what our Dockerfile may add on top of python:3.11-slim
+
+
+@pytest.fixture(scope="module")
+def served(stage4_image):
+    """The image's own baked-in model, read-only root, test endpoints on, a 1 s health interval.
+
+    (The interval only makes the healthcheck test quick; the check itself is the Dockerfile's.)
+    """
+    layer = Container(
+        image=stage4_image,
+        env={"TEST_ENDPOINTS": "1"},
+        run_args=("--read-only", "--tmpfs", "/tmp", "--health-interval", "1s"),
+    )
+    layer.start_s = layer.start()
+    print(f"\ncontainer start to ready: {layer.start_s:.2f} s")
+    yield layer
+    layer.stop()
+
+
+def test_hadolint_reports_nothing():
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "Dockerfile"], cwd=STAGES[4], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_image_is_built_as_the_template_says(stage4_image):
+    config = image_config(stage4_image)
+    assert config["User"] == "10001"
+    assert config["Cmd"] == ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"], "exec form: gunicorn is PID 1"
+    assert "/v2/health/ready" in " ".join(config["Healthcheck"]["Test"])
+    assert {"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "HOST=0.0.0.0", "PORT=8000"} <= set(config["Env"])
+    assert "org.opencontainers.image.title" in config["Labels"]
+
+
+def test_image_size_stays_small(stage4_image):
+    size, base = image_size(stage4_image), image_size(BASE_IMAGE)
+    added = (size - base) / MB
+    figures = f"image {size / MB:.0f} MB = base {base / MB:.0f} MB + ours {added:.0f} MB"
+    print(f"\n{figures}")
+    assert added <= MAX_ADDED_MB, figures
+
+
+def test_serves_the_golden_predictions(served, golden):
+    answer = served.predict(golden["inputs"])
+    assert mismatches(answer["predictions"], golden) == [], f"started in {served.start_s:.2f} s"
+    assert answer["model_version"] == golden["model_version"], "the model trained into the image at build time"
+
+
+def test_runs_as_uid_10001_not_root(served):
+    pids = served.serving_pids()
+    uids = {pid: _real_uid(pid) for pid in pids}
+    assert len(pids) >= 2 and set(uids.values()) == {10001}, f"host view of master + workers: {uids}"
+
+
+def test_works_with_a_read_only_root_filesystem(served):
+    assert served.inspect()["HostConfig"]["ReadonlyRootfs"] is True
+    assert "Control socket listening at /tmp/" in served.log(), "gunicorn's socket lives in the tmpfs"
+    assert served.ready()
+
+
+def test_healthcheck_turns_healthy(served):
+    def health() -> str:
+        return served.inspect()["State"]["Health"]["Status"]
+
+    assert wait_until(lambda: health() == "healthy", timeout=60, interval=0.5), f"health stayed {health()!r}"
+
+
+def test_killing_pid_1_the_restart_policy_brings_it_back(served, golden):
+    """SIGKILL the gunicorn master from the host, under load: on-failure restarts the container."""
+    before = served.restart_count()
+    report = scenarios.crash(served, clients=2, observe=30)
+    figures = f"back after {report['recovery_s']} s; {report['failed']} of {report['requests']} requests failed"
+    print(f"\nPID 1 killed: {figures}")
+    assert report["recovered"], figures
+    assert served.restart_count() == before + 1, figures
+    assert mismatches(served.predict(golden["inputs"])["predictions"], golden) == []
+
+
+def test_docker_stop_is_graceful(served):
+    """Last test on the shared container: SIGTERM lets an in-flight request finish, exit code 0."""
+    in_flight = send_in_background("GET", f"{served.base_url}/_test/sleep?seconds=2", timeout=30)
+    time.sleep(0.5)  # let a worker accept it; the assertion below proves it was in flight
+    stop_at = time.monotonic()
+    exit_code = served.stop()
+    stopped_s = time.monotonic() - stop_at
+    outcome = in_flight.result(timeout=30)
+    figures = f"request {outcome.detail} after {outcome.end - outcome.start:.2f} s; docker stop took {stopped_s:.2f} s"
+    print(f"\ndocker stop: {figures}, exit code {exit_code}")
+    assert outcome.ok and outcome.end > stop_at, figures
+    assert exit_code == 0, f"exit code {exit_code}; {figures}"
+
+
+def test_upgrade_replaces_the_container(stage4_image, model_v1, model_v2):
+    """A bind-mounted model picks the version; the upgrade is stop old, start new: count the cost."""
+    with Container(model_v1, image=stage4_image) as layer:
+        assert layer.predict([EXAMPLE_ROW])["model_version"] == "1"
+        report = scenarios.upgrade(layer, model_v2, clients=2, settle=30)
+    print(f"\nupgrade by replacement: {report}")
+    assert report["serves_new_version"], report
+    assert report["failed"] > 0, f"stop old, start new is not zero-downtime: {report}"
+
+
+def _real_uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for pid {pid}")
