@@ -48,6 +48,30 @@ stage-2: $(STAGE_2)/artifacts/iris.joblib ## stage 02: Flask development server 
 stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully)
 	cd $(STAGE_3) && exec ../$(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
 
+# Stage 04: the tag is a hash of the files the image is built from (never
+# :latest), so an unchanged stage reuses the cached image.
+IMAGE_4 = $(shell $(PY) -m harness.container tag)
+CONTAINER_4 := iris-serving-stage4
+
+.PHONY: stage-4
+stage-4: $(STAMP) ## stage 04: build the image, run it detached on $HOST:$PORT (restarts on crash), predict once
+	@$(PY) -m harness.container check
+	@bash scripts/build_base_image.sh
+	docker build --tag $(IMAGE_4) $(STAGE_4)
+	@docker rm --force $(CONTAINER_4) >/dev/null 2>&1 || true
+	docker run --detach --name $(CONTAINER_4) --restart on-failure --publish $(HOST):$(PORT):8000 $(IMAGE_4)
+	@$(PY) -m harness.container predict $(PORT)
+	@echo "logs: docker logs -f $(CONTAINER_4)    stop and remove: make stage-4-down"
+
+.PHONY: stage-4-down
+stage-4-down: ## stop (gracefully) and remove the stage-04 container
+	@docker stop $(CONTAINER_4) >/dev/null 2>&1 && docker rm $(CONTAINER_4) >/dev/null && \
+	echo "removed $(CONTAINER_4)" || echo "no $(CONTAINER_4) container"
+
+.PHONY: base-image
+base-image: ## python:3.11-slim without a registry: pull it, else build a stand-in from Debian packages
+	bash scripts/build_base_image.sh
+
 .PHONY: stage-5
 stage-5: $(STAMP) ## stage 05: the stage-04 image on a local kind cluster, one prediction via 127.0.0.1:30080
 	@KUBECTL=$(VENV)/bin/kubectl bash $(STAGE_5)/kind.sh check

@@ -5,6 +5,7 @@ tagged by the content of the files it is built from, so an unchanged stage is
 never rebuilt. A test model is bind-mounted read-only and selected with
 MODEL_PATH, so one image serves version 1 or version 2.
 
+    python -m harness.container check          # is a Docker engine answering? (one line)
     python -m harness.container tag            # the image tag for the current files
     python -m harness.container predict PORT   # wait until ready, print one prediction
 """
@@ -228,6 +229,10 @@ class Container(Layer):
 
 
 def _cli(argv: list[str]) -> int:
+    if argv[:1] == ["check"]:
+        available, reason = docker_available()
+        print(reason if available else f"error: {reason}", file=sys.stdout if available else sys.stderr)
+        return 0 if available else 1
     if argv[:1] == ["tag"]:
         print(image_tag())
         return 0
@@ -243,7 +248,7 @@ def _cli(argv: list[str]) -> int:
         print(f"ready after {seconds:.1f} s; POST /predict {json.dumps(row)}")
         print(json.dumps(answer))
         return 0
-    print("usage: python -m harness.container tag | predict PORT", file=sys.stderr)
+    print("usage: python -m harness.container check | tag | predict PORT", file=sys.stderr)
     return 2
 
 

@@ -18,6 +18,8 @@ TAG=${TAG:-python:3.11-slim}
 SUITE=bookworm            # Debian 12: its python3 is 3.11
 HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 
+command -v docker >/dev/null || { echo "docker is not installed" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "the Docker engine is not running (or not reachable by you)" >&2; exit 1; }
 if [[ -z "${FORCE:-}" ]] && docker image inspect "$TAG" >/dev/null 2>&1; then
   echo "$TAG already exists; nothing to do (FORCE=1 rebuilds it)"
   exit 0
