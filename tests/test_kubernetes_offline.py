@@ -212,6 +212,10 @@ def test_yaml_line_count(objects):
     print(f"\nstage 05 configuration: {total} lines (no blanks or comments) in {len(files)} files, "
           f"{len(objects)} objects: {lines}")  # fmt: skip
     assert total < 250, lines
+    readme = (STAGE / "README.md").read_text()
+    assert f"{total} lines of YAML" in readme and f"in {len(files)} files, for {len(objects)} objects" in readme, (
+        "update the figures in 05_kubernetes/README.md"
+    )
 
 
 def test_shell_scripts_pass_shellcheck():
