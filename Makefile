@@ -84,6 +84,14 @@ stage-5: $(STAMP) ## stage 05: the stage-04 image on a local kind cluster, one p
 stage-5-down: ## delete the kind cluster of stage 05
 	bash $(STAGE_5)/kind.sh down
 
+.PHONY: tour
+tour: $(STAMP) ## start here: the same request to every layer this machine can run, then the scorecard (~1 min)
+	$(PY) -m harness.scorecard --tour
+
+.PHONY: scorecard
+scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput, cost) into results/ (~2-5 min)
+	$(PY) -m harness.scorecard
+
 .PHONY: test
 test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks (~10 min)
 	$(PY) -m pytest

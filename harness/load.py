@@ -231,7 +231,7 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(base_url: str, connections: int, seconds: float = 5.0, threads: int | None = None) -> dict[str, Any]:
+def run_wrk(base_url: str, connections: int, seconds: int = 5, threads: int | None = None) -> dict[str, Any]:
     """Single-row /predict at ``connections`` concurrent clients with wrk; figures as a dict.
 
     Reports requests/s, latency percentiles (ms), errors of every kind, and the
@@ -243,7 +243,7 @@ def run_wrk(base_url: str, connections: int, seconds: float = 5.0, threads: int 
     threads = threads or min(connections, 2)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "5s",
          "-s", str(WRK_SCRIPT), f"{base_url}/predict"],
         capture_output=True, text=True, timeout=seconds + 30,
     )  # fmt: skip
