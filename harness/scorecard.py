@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import readme
 from harness import scenarios
 from harness.layers import ROOT
 from harness.layers import STAGES
@@ -148,6 +149,9 @@ def run(stages: list[int], out: Path) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     say(f"wrote {out} in {results['environment']['scorecard_seconds']} s")
+    if out.resolve() == RESULTS.resolve():
+        for path in readme.update(results):
+            say(f"updated the figures in {path.relative_to(ROOT)}")
     return results
 
 
@@ -172,7 +176,7 @@ def summary_table(results: dict[str, Any]) -> str:
             f"{crash['failed'] if applicable else 'n/a':>15}{recovers:>10}"
             f"{upgrade['failed'] if applicable else 'n/a':>17}"
             f"{('yes' if upgrade.get('serves_new_version') else 'no') if applicable else 'n/a':>7}"
-            f"{s['cost']['lines_added']:>8}{s['memory']['pss_mib']:>10}"
+            f"{s['cost']['lines_added']:>8}{s['memory']['pss_mib'] or '-':>10}"
         )
     env = results["environment"]
     rows.append(f"measured {env['measured_at']} on {env['cpus_usable']} CPUs ({env['cpu_model']})")

@@ -1,0 +1,124 @@
+"""Keep the figures in the READMEs equal to the last measured results.
+
+Each README holds a block between ``<!-- figures:NAME -->`` and
+``<!-- /figures:NAME -->``; `make scorecard` rewrites those blocks from
+results/scorecard.json, and tests/test_docs.py fails when a block and the
+results disagree. So no README states a figure that no code produced.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.layers import ROOT
+from harness.layers import STAGES
+
+BLOCK = re.compile(r"(<!-- figures:(\w+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
+
+
+def _stage(results: dict[str, Any], number: int) -> dict[str, Any] | None:
+    return next((s for s in results["stages"] if s["stage"] == number), None)
+
+
+def _rps(stage: dict[str, Any], connections: int) -> float | None:
+    match = [t for t in stage.get("throughput", []) if t["connections"] == connections and t.get("rps")]
+    return match[0]["rps"] if match else None
+
+
+def _p50(stage: dict[str, Any]) -> float | None:
+    match = [t for t in stage.get("throughput", []) if t["connections"] == 1 and t.get("latency_ms")]
+    return match[0]["latency_ms"]["p50"] if match else None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "not measured"
+
+
+def _machine(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    return f"measured by `make scorecard` on {env['cpus_usable']} CPUs ({env['cpu_model']}), {env['measured_at'][:10]}"
+
+
+def _crash(stage: dict[str, Any]) -> str:
+    crash = stage["crash"]
+    if crash["recovered"]:
+        return (
+            f"{crash['failed']} of {crash['requests']} requests failed and it served again after "
+            f"{crash['recovery_s']} s, with nobody's help"
+        )
+    return f"{crash['failed']} of {crash['requests']} requests failed and it never came back ({crash['observed_s']} s)"
+
+
+def _upgrade(stage: dict[str, Any]) -> str:
+    up = stage["upgrade"]
+    served = "then served version 2" if up["serves_new_version"] else "did NOT end up serving version 2"
+    return f"{up['failed']} of {up['requests']} requests failed ({up['mechanism']}), {served}"
+
+
+def render(name: str, results: dict[str, Any]) -> str:
+    """The text of block ``name`` (``table`` or ``stageN``) for these results."""
+    from harness.scorecard import summary_table
+
+    if name == "table":
+        return f"```\n{summary_table(results)}\n```\n"
+    number = int(name.removeprefix("stage"))
+    stage = _stage(results, number)
+    if stage is None:
+        why = results.get("not_measured", {}).get(str(number), "not in the last scorecard run")
+        return f"- Not measured in the last scorecard run: {why}.\n"
+    cost = stage["cost"]
+    memory = stage["memory"]
+    lines = [
+        f"- Cost: {cost['lines_added']} lines added against the previous stage, "
+        f"{cost['packages']} pinned packages ({cost['installed_mib']} MiB installed), "
+        + (
+            f"{memory['pss_mib']} MiB PSS at idle in {memory['processes']} process(es)."
+            if memory["pss_mib"] is not None
+            else "memory not measured from the host."
+        )
+    ]
+    if number == 1:
+        t = stage["throughput"][0]
+        lines.insert(0, f"- In-process floor: p50 {t['latency_ms']['p50']} ms per single-row prediction; "
+                        f"reach: {stage['reach']['why']}.")  # fmt: skip
+    else:
+        previous = _stage(results, number - 1)
+        lines.insert(0, f"- Crash under load (SIGKILL): {_crash(stage)}.")
+        lines.insert(1, f"- Upgrade to version 2 under load: {_upgrade(stage)}.")
+        throughput = f"- Throughput at 8 clients: {_rps(stage, 8)} requests/s"
+        if previous and number > 2:
+            throughput += f", {_ratio(_rps(stage, 8), _rps(previous, 8))} the previous layer's"
+        if number == 2:
+            floor = _stage(results, 1)
+            if floor and _p50(stage) is not None:
+                overhead = _p50(stage) - _p50(floor)
+                throughput += f"; single-row p50 {_p50(stage)} ms, {overhead:.3f} ms above the in-process floor"
+        lines.insert(2, throughput + ".")
+        if "image_mib" in cost:
+            lines.append(f"- Image: {cost['image_mib']} MiB.")
+    lines.append(f"- ({_machine(results)}; rerun `make scorecard` to refresh.)")
+    return "\n".join(lines) + "\n"
+
+
+def readmes() -> list[Path]:
+    """Every README that may hold figure blocks."""
+    return [ROOT / "README.md", *(p / "README.md" for p in STAGES.values())]
+
+
+def rendered(path: Path, results: dict[str, Any]) -> str:
+    """The README text with every figure block re-rendered from ``results``."""
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group(2), results) + m.group(4), path.read_text())
+
+
+def update(results: dict[str, Any]) -> list[Path]:
+    """Rewrite the figure blocks of every README; return the files that changed."""
+    changed = []
+    for path in readmes():
+        if path.exists():
+            text = rendered(path, results)
+            if text != path.read_text():
+                path.write_text(text)
+                changed.append(path)
+    return changed
