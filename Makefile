@@ -22,7 +22,7 @@ EXAMPLE := --sepal-length 5.1 --sepal-width 3.5 --petal-length 1.4 --petal-width
 .PHONY: help
 help: ## show this help
 	@echo "Usage: make <target>   (HOST/PORT override 127.0.0.1:8000)"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup
 setup: $(STAMP) ## create .venv from requirements.lock (one lock for every stage)
