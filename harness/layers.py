@@ -334,15 +334,26 @@ class Gunicorn(ServerProcess):
             fresh = self.wait_workers(count, timeout, exclude={killed})
         except LayerError:
             return None
-        if self.extra_env.get("GUNICORN_PRELOAD") == "1":
-            return time.monotonic() - start  # preloaded: a forked worker already has the app
-        # Forked is not booted: a worker serves once the app has loaded the
-        # model, which it logs with its PID (app.create_app).
-        while time.monotonic() - start < timeout:
-            if all(f"(pid {pid})" in self.log() for pid in fresh):
-                return time.monotonic() - start
-            time.sleep(0.05)
+        if self.wait_booted(fresh, timeout - (time.monotonic() - start)):
+            return time.monotonic() - start
         return None
+
+    def wait_booted(self, pids: list[int] | None = None, timeout: float = 30.0) -> bool:
+        """Wait until workers ``pids`` (default: all current ones) have loaded the model.
+
+        start() returns once one worker answers; the others may still be
+        loading. Forked is not booted: a worker serves once the app has loaded
+        the model, which it logs with its PID (app.create_app). With preload
+        the master loaded it before forking, so a forked worker is ready.
+        """
+        if self.extra_env.get("GUNICORN_PRELOAD") == "1":
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(f"(pid {pid})" in self.log() for pid in (pids or self.workers())):
+                return True
+            time.sleep(0.05)
+        return False
 
     def upgrade(self, new_model: Path) -> None:
         # Validate first: a model that cannot load would make every new worker

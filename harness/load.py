@@ -89,6 +89,15 @@ class LoadReport:
                 counts[o.detail] = counts.get(o.detail, 0) + 1
         return counts
 
+    def timeline(self, bucket_s: float = 0.1) -> dict[str, list]:
+        """Requests that ended in each ``bucket_s`` slice since the start: ok and failed, for plots."""
+        buckets = int((self.ended - self.started) / bucket_s) + 1
+        ok, failed = [0] * buckets, [0] * buckets
+        for o in self.outcomes:
+            index = min(buckets - 1, max(0, int((o.end - self.started) / bucket_s)))
+            (ok if o.ok else failed)[index] += 1
+        return {"t_s": [round(i * bucket_s, 3) for i in range(buckets)], "ok": ok, "failed": failed}
+
     def summary(self) -> dict[str, Any]:
         """Plain figures for a results file or an assertion message."""
         downtime = self.downtime()

@@ -80,12 +80,16 @@ def throughput(layer: Layer, connections: int, seconds: float = 5.0) -> dict[str
     return result
 
 
-def crash(layer: Layer, clients: int = 4, observe: float = 8.0, warmup: float = 0.5) -> dict[str, Any]:
+def crash(
+    layer: Layer, clients: int = 4, observe: float = 8.0, warmup: float = 0.5, timeline: float | None = None
+) -> dict[str, Any]:
     """Kill the serving process under load; count failures and time the recovery.
 
     Load runs for ``warmup`` s, the layer's ``crash()`` fires, then we watch
     for up to ``observe`` s. ``recovered`` is False when the service never
     answered again in that window (the development server's fate).
+    ``event_s`` is when the kill happened, in seconds from the start of the
+    load; ``timeline`` (a bucket width in s) adds ok/failed counts per bucket.
     """
     with LoadRun(layer.base_url, clients=clients, max_seconds=warmup + observe + 5) as run:
         time.sleep(warmup)
@@ -98,13 +102,19 @@ def crash(layer: Layer, clients: int = 4, observe: float = 8.0, warmup: float = 
     report["recovery_s"] = None if recovery is None else round(recovery, 3)
     report["recovered"] = recovery is not None
     report["observed_s"] = observe
+    report["event_s"] = round(crashed_at - run.report.started, 3)
+    if timeline:
+        report["timeline"] = run.report.timeline(timeline)
     return report
 
 
-def upgrade(layer: Layer, new_model: Path, clients: int = 4, settle: float = 15.0) -> dict[str, Any]:
+def upgrade(
+    layer: Layer, new_model: Path, clients: int = 4, settle: float = 15.0, timeline: float | None = None
+) -> dict[str, Any]:
     """Move to ``new_model`` under load with the layer's own mechanism.
 
-    Returns failed requests, downtime, and which version answers at the end.
+    Returns failed requests, downtime, and which version answers at the end;
+    ``event_s`` and ``timeline`` as in ``crash``.
     """
     new_version = json.loads(Path(new_model).with_suffix(".json").read_text())["model_version"]
     with LoadRun(layer.base_url, clients=clients, max_seconds=settle + 60) as run:
@@ -120,7 +130,10 @@ def upgrade(layer: Layer, new_model: Path, clients: int = 4, settle: float = 15.
         new_version=new_version,
         serves_new_version=switched and run.report.last_version() == new_version,
         switch_s=round(took, 3) if switched else None,
+        event_s=round(started - run.report.started, 3),
     )
+    if timeline:
+        report["timeline"] = run.report.timeline(timeline)
     return report
 
 
@@ -137,20 +150,39 @@ def idle_memory(layer: Layer) -> dict[str, Any]:
     return {"processes": len(pids), **{f"{k}_mib": round(v / 2**20, 1) for k, v in totals.items()}}
 
 
+# Not part of what a layer costs: trained artifacts, bytecode, the stage's documentation.
+DIFF_EXCLUDE = ("artifacts", "__pycache__", "README.md")
+
+
 def stage_diff(stage: int) -> dict[str, Any]:
-    """Files and lines a stage adds against the previous one (as `make diff` shows)."""
+    """Files and lines a stage adds against the previous one (as `make diff` shows).
+
+    ``per_file`` maps each changed file to [lines added, lines removed]. The
+    stage README is left out: documentation is not what running a layer costs.
+    """
     if stage == 1:
-        files = [p for p in STAGES[1].rglob("*") if p.is_file() and "artifacts" not in p.parts]
-        lines = sum(len(p.read_text().splitlines()) for p in files if "__pycache__" not in p.parts)
-        return {"files_added": len(files), "lines_added": lines, "lines_removed": 0}
+        files = [p for p in STAGES[1].rglob("*") if p.is_file() and not set(DIFF_EXCLUDE) & set(p.parts)]
+        per_file = {str(p.relative_to(STAGES[1])): [len(p.read_text().splitlines()), 0] for p in sorted(files)}
+        lines = sum(added for added, _ in per_file.values())
+        return {"files_added": len(files), "lines_added": lines, "lines_removed": 0, "per_file": per_file}
+    excludes = [arg for name in DIFF_EXCLUDE for arg in ("-x", name)]
     out = subprocess.run(
-        ["diff", "-ruN", "-x", "artifacts", "-x", "__pycache__", str(STAGES[stage - 1]), str(STAGES[stage])],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    added = sum(1 for line in out.splitlines() if line.startswith("+") and not line.startswith("+++"))
-    removed = sum(1 for line in out.splitlines() if line.startswith("-") and not line.startswith("---"))
-    files = sum(1 for line in out.splitlines() if line.startswith("diff "))
-    return {"files_changed": files, "lines_added": added, "lines_removed": removed}
+        ["diff", "-ruN", *excludes, str(STAGES[stage - 1]), str(STAGES[stage])], capture_output=True, text=True
+    ).stdout
+    per_file: dict[str, list[int]] = {}
+    for line in out.splitlines():
+        if line.startswith("diff "):
+            counts = per_file.setdefault(str(Path(line.split()[-1]).relative_to(STAGES[stage])), [0, 0])
+        elif line.startswith("+") and not line.startswith("+++"):
+            counts[0] += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            counts[1] += 1
+    return {
+        "files_changed": len(per_file),
+        "lines_added": sum(a for a, _ in per_file.values()),
+        "lines_removed": sum(r for _, r in per_file.values()),
+        "per_file": per_file,
+    }
 
 
 def dependencies(stage: int) -> dict[str, Any]:

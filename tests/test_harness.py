@@ -56,9 +56,18 @@ class NeverRecovers(Layer):
 
 
 def test_a_layer_that_never_recovers_reports_never():
-    result = scenarios.crash(NeverRecovers(model_path="unused"), clients=1, observe=1.0, warmup=0.1)
+    result = scenarios.crash(NeverRecovers(model_path="unused"), clients=1, observe=1.0, warmup=0.1, timeline=0.1)
     assert result["recovered"] is False and result["recovery_s"] is None, result
     assert result["failed"] == result["requests"] > 0
+    timeline = result["timeline"]  # what the notebooks plot: every request in exactly one bucket
+    assert sum(timeline["failed"]) == result["failed"] and sum(timeline["ok"]) == 0, timeline
+    assert 0 < result["event_s"] < result["duration_s"], result
+
+
+def test_stage_diff_counts_what_diff_shows_per_file():
+    cost = scenarios.stage_diff(3)
+    assert "gunicorn.conf.py" in cost["per_file"] and "README.md" not in cost["per_file"], cost
+    assert cost["lines_added"] == sum(added for added, _ in cost["per_file"].values()), cost
 
 
 @pytest.mark.slow
