@@ -110,7 +110,10 @@ def test_killed_worker_is_replaced_and_costs_at_most_its_request(default_server)
         seen = run.count()
         run.wait_for(lambda r: r.total >= seen + SETTLE, 20)
     report = run.report.summary()
-    msg = figures("worker SIGKILL", workers=len(before), replaced_in_s=round(replaced_s, 3), **report)
+    slowest = round(max(o.end - o.start for o in run.report.outcomes), 3)
+    msg = figures(
+        "worker SIGKILL", workers=len(before), replaced_in_s=round(replaced_s, 3), slowest_request_s=slowest, **report
+    )
     # A sync worker holds exactly one connection at a time and closes it after
     # the response; connections not yet accepted wait in the listen socket the
     # master owns, and the other workers take them. So the kill costs at most
@@ -224,6 +227,7 @@ def test_hup_upgrade_under_load(fresh_model, model_v2, golden, preload, expected
             old_workers_gone=old_gone,
             serving_after=version,
             versions_after_reload=sorted(set(since)),
+            slowest_request_s=round(max(o.end - o.start for o in run.report.outcomes), 3),
             **report,
         )
         assert old_gone, msg
