@@ -154,8 +154,8 @@ class Container(Layer):
         self.container = f"iris-test-{uuid.uuid4().hex[:12]}"
         self.exit_code = None
         started = time.monotonic()
-        docker(*self.run_command())
         try:
+            docker(*self.run_command())  # a failed run can leave a created container behind
             wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=self.running)
         except LayerError as exc:
             log = self.log()
