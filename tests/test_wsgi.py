@@ -37,15 +37,6 @@ def figures(test: str, **values) -> str:
     return text
 
 
-def all_workers_booted(layer: Gunicorn, timeout: float = 30.0) -> bool:
-    """Wait until every worker has loaded the model (app.py logs "loaded model ... (pid N)").
-
-    Layer.start() returns once the first worker answers; the others may still
-    be loading. Without preload only: with it the master loads the model.
-    """
-    return wait_until(lambda: all(f"(pid {p})" in layer.log() for p in layer.workers()), timeout)
-
-
 @pytest.fixture(scope="module")
 def module_model(iris, model_v1, tmp_path_factory) -> Path:
     """A private copy of version 1 for the shared servers (a failed test must not touch model_v1)."""
@@ -58,7 +49,7 @@ def module_model(iris, model_v1, tmp_path_factory) -> Path:
 def default_server(module_model):
     """gunicorn with nothing but HOST/PORT/MODEL_PATH set: the served default."""
     with Gunicorn(module_model) as layer:
-        assert all_workers_booted(layer), layer.log()[-2000:]
+        assert layer.wait_booted(), layer.log()[-2000:]
         yield layer
 
 
@@ -67,7 +58,7 @@ def timeout_server(module_model):
     """Two workers, a 2 s worker timeout and the test endpoints (for the hung-request test)."""
     env = {"WEB_CONCURRENCY": "2", "GUNICORN_TIMEOUT": "2", "TEST_ENDPOINTS": "1"}
     with Gunicorn(module_model, env=env) as layer:
-        assert all_workers_booted(layer), layer.log()[-2000:]
+        assert layer.wait_booted(), layer.log()[-2000:]
         yield layer
 
 
@@ -178,7 +169,7 @@ def test_broken_model_is_refused_before_reload(iris, default_server, broken_mode
 def test_unvalidated_broken_model_halts_gunicorn_on_hup(fresh_model, broken_model):
     """Why upgrade() validates: a HUP with a model no worker can load takes the whole server down."""
     with Gunicorn(fresh_model) as layer:
-        assert all_workers_booted(layer), layer.log()[-2000:]  # else a worker still booting loads the broken file
+        assert layer.wait_booted(), layer.log()[-2000:]  # else a worker still booting loads the broken file
         with LoadRun(layer.base_url, clients=CLIENTS, max_seconds=30) as run:
             assert run.wait_for(lambda r: r.total >= 50, 10), "no load went through before the upgrade"
             shutil.copyfile(broken_model, fresh_model)  # no validation, the mistake under study
