@@ -59,3 +59,21 @@ def test_each_layer_adds_its_requirement():
             if later >= stage and path.exists():
                 assert package in pins(path), f"{path} lacks {package}"
     assert "flask" not in pins(STAGES[1] / "requirements.txt"), "stage 01 needs no web framework"
+
+
+@pytest.mark.parametrize("stage", [s for s, p in STAGES.items() if (p / "requirements.txt").exists()])
+def test_stage_requirements_pin_every_dependency(stage):
+    """Nothing floats: every package a listed package requires is pinned too (images install only this file)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    listed = set(pins(STAGES[stage] / "requirements.txt"))
+    missing = set()
+    for name in listed:
+        for spec in metadata.requires(name) or []:
+            requirement = Requirement(spec)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                if requirement.name.lower().replace("_", "-") not in {n.replace("_", "-") for n in listed}:
+                    missing.add(f"{requirement.name} (needed by {name})")
+    assert not missing, f"{STAGES[stage].name}/requirements.txt does not pin: {sorted(missing)}"
