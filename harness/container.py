@@ -123,13 +123,21 @@ class Container(Layer):
         image: str | None = None,
         env: dict[str, str] | None = None,
         run_args: tuple[str, ...] = (),
+        network: str = "publish",
     ):
-        """``model_path`` None serves the model baked into the image; ``run_args`` go to `docker run`."""
+        """``model_path`` None serves the model baked into the image; ``run_args`` go to `docker run`.
+
+        ``network="publish"`` (what `make stage-4` does) publishes the port on
+        127.0.0.1 through Docker's port proxy; ``"host"`` shares the host's
+        network (no proxy, listening on 127.0.0.1 only), to measure what the
+        proxy costs.
+        """
         super().__init__(model_path or Path("/app/artifacts/iris.joblib"), port)
         self.mounted = model_path is not None
         self.image = image
         self.extra_env = env or {}
         self.run_args = tuple(run_args)
+        self.network = network
         self.container: str | None = None
         self._killed = 0
         self.exit_code: int | None = None
@@ -137,7 +145,10 @@ class Container(Layer):
     def run_command(self) -> list[str]:
         """The `docker run` arguments, the same as `make stage-4` uses plus this test's model and name."""
         args = ["run", "--detach", "--name", self.container, "--restart", self.restart_policy]
-        args += ["--publish", f"{LOOPBACK}:{self.port}:{CONTAINER_PORT}"]
+        if self.network == "host":
+            args += ["--network", "host", "--env", f"HOST={LOOPBACK}", "--env", f"PORT={self.port}"]
+        else:
+            args += ["--publish", f"{LOOPBACK}:{self.port}:{CONTAINER_PORT}"]
         if self.mounted:
             # Mount the two files, not their directory: pytest's temp dirs are
             # private to root (0700) and the container user is 10001.
