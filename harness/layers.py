@@ -106,7 +106,10 @@ def children(pid: int) -> list[int]:
     """Direct child PIDs of a process (Linux /proc)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        text = (task / "children").read_text()
+        try:
+            text = (task / "children").read_text()
+        except FileNotFoundError:  # that thread ended meanwhile (gunicorn restarts one on HUP)
+            continue
         found.extend(int(p) for p in text.split())
     return sorted(found)
 
