@@ -57,8 +57,11 @@ max_requests_jitter = max_requests // 10
 # GUNICORN_PRELOAD=1 loads the app (and the model) once in the master before
 # forking: workers share those pages copy-on-write (less memory per worker,
 # faster boot) BUT a HUP then restarts workers from the master's old copy, so
-# a new model on disk is NOT picked up; you must restart the master instead.
-# Off by default here, so `kill -HUP` upgrades the model with zero downtime.
+# a new model on disk is NOT picked up; restart the master instead, or start a
+# new master with USR2 and then TERM the old one.
+# Off by default here, so `kill -HUP` upgrades the model with zero failed
+# requests. (HUP stops the old workers once the new ones are forked, not once
+# they have loaded the model: requests wait about a second meanwhile.)
 preload_app = os.environ.get("GUNICORN_PRELOAD") == "1"
 
 # The heartbeat file every worker touches. /dev/shm is memory-backed: on a disk
@@ -77,7 +80,9 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # reloads it. Unset means no file.
 pidfile = os.environ.get("PIDFILE") or None
 
-# gunicorn 25+ opens a control socket (for `gunicornc`) by default in
+# gunicorn 25.1+ opens a control socket (for `gunicornc`) by default in
 # ~/.gunicorn, which fails for a non-root user without a home directory (our
-# container user). Put it in the temp dir, one per port so servers never clash.
-control_socket = os.path.join(tempfile.gettempdir(), f"gunicorn-{bind.rsplit(':', 1)[1]}.ctl")
+# container user): only a logged warning, but noise at every start. Put it in
+# the temp dir, one per port and master PID, so servers never clash and a new
+# master started by USR2 does not lose its socket when the old one exits.
+control_socket = os.path.join(tempfile.gettempdir(), f"gunicorn-{bind.rsplit(':', 1)[1]}-{os.getpid()}.ctl")

@@ -309,6 +309,14 @@ class Gunicorn(ServerProcess):
     def command(self) -> list[str]:
         return [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"]
 
+    def start(self, timeout: float = 60.0) -> float:
+        """Start, and wait until every worker (not just the first) has loaded the model."""
+        started = time.monotonic()
+        super().start(timeout)
+        if not self.wait_booted(timeout=max(1.0, timeout - (time.monotonic() - started))):
+            raise LayerError(f"{self.name}: not every worker loaded the model; log:\n{self.log()[-2000:]}")
+        return time.monotonic() - started
+
     def workers(self) -> list[int]:
         """PIDs of the current worker processes."""
         return children(self.proc.pid)
