@@ -93,12 +93,23 @@ scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput
 	$(PY) -m harness.scorecard
 
 .PHONY: test
+# nbmake runs every notebook in a fresh kernel from notebooks/, a time limit per cell.
+NBMAKE := --nbmake --nbmake-timeout=300
+
 test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks (~10 min)
-	$(PY) -m pytest
+	$(PY) -m pytest $(NBMAKE) tests notebooks
 
 .PHONY: test-fast
 test-fast: $(STAMP) ## inner loop: everything but slow, Docker, cluster and notebook tests (~30 s)
 	$(PY) -m pytest -m "not slow and not docker and not cluster" --ignore=tests/test_notebooks.py
+
+.PHONY: notebooks
+notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the committed outputs (~3 min)
+	cd notebooks && for nb in *.ipynb; do \
+	  echo "executing $$nb"; \
+	  ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=300 --log-level=ERROR "$$nb" || exit 1; \
+	done
 
 .PHONY: lint
 lint: $(STAMP) ## ruff lint and format check
