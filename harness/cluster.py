@@ -12,6 +12,7 @@ without a cluster. ``Cluster`` drives a real kind cluster through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,9 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 from harness.container import build_image
@@ -31,6 +35,7 @@ from harness.layers import LOOPBACK
 from harness.layers import STAGES
 from harness.layers import Layer
 from harness.layers import LayerError
+from harness.layers import free_port
 from harness.layers import model_module
 from harness.layers import wait_ready
 
@@ -65,6 +70,34 @@ def kubectl(*args: str, timeout: float = 60, check: bool = True, stdin: str | No
 def render(overlay: str = "kind") -> list[dict[str, Any]]:
     """Every object of ``k8s/<overlay>`` as kustomize renders it, in order."""
     return [doc for doc in yaml.safe_load_all(kubectl("kustomize", str(K8S / overlay))) if doc]
+
+
+def validate(objects: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:
+    """Every schema error in ``objects`` against the Kubernetes ``version`` API; empty when all are valid.
+
+    Strict, like the API server's field validation: an unknown field (a typo)
+    is an error, not silently dropped.
+    """
+    import kubernetes_validate  # here, not at the top: importing it takes seconds
+
+    problems = []
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {'.'.join(map(str, exc.path))}: {exc.message}")
+    return problems
+
+
+def config_lines() -> dict[str, int]:
+    """Lines of configuration per file of k8s/ (YAML and .env), blank lines and comments not counted."""
+    files = sorted(p for p in K8S.rglob("*") if p.suffix in (".yaml", ".env"))
+    return {
+        str(p.relative_to(STAGES[5])): sum(
+            1 for line in p.read_text().splitlines() if line.strip() and not line.strip().startswith("#")
+        )
+        for p in files
+    }
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -137,6 +170,75 @@ def docker_run_args(objects: list[dict[str, Any]], image: str, host_port: int, n
     args.append(image)
     args += container.get("command", [])[1:] + container.get("args", [])
     return args
+
+
+def shutdown_budget(objects: list[dict[str, Any]]) -> dict[str, int]:
+    """The pod's shutdown arithmetic, in seconds, from the manifests.
+
+    On deletion the kubelet runs preStop, then sends SIGTERM, and kills the
+    container when ``grace`` runs out. gunicorn needs up to ``graceful`` after
+    SIGTERM, so ``margin`` = grace - preStop - graceful must stay positive;
+    ``after_prestop`` is what SIGTERM gets (the `docker stop --time` equivalent).
+    """
+    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    graceful = int(container_env(objects, container)["GUNICORN_GRACEFUL_TIMEOUT"])
+    grace = pod["terminationGracePeriodSeconds"]
+    return {
+        "grace": grace,
+        "pre_stop": pre_stop,
+        "graceful": graceful,
+        "margin": grace - pre_stop - graceful,
+        "after_prestop": grace - pre_stop,
+    }
+
+
+@contextlib.contextmanager
+def run_as_deployed(objects: list[dict[str, Any]], image: str) -> Iterator[tuple[str, str]]:
+    """Run ``image`` with the Deployment's container spec (``docker_run_args``); yield (base URL, name).
+
+    Waits until the liveness path answers; the container is removed on exit.
+    """
+    port = free_port()
+    name = f"iris-k8s-spec-{uuid.uuid4().hex[:8]}"
+    args = docker_run_args(objects, image, port, name)
+    base = f"http://{LOOPBACK}:{port}"
+    try:
+        subprocess.run(args, check=True, capture_output=True, text=True, timeout=60)
+        try:
+            wait_ready(f"{base}/v2/health/live", timeout=60)
+        except LayerError as exc:
+            logs = docker("logs", name, check=False)
+            raise LayerError(f"{exc}\n{' '.join(args)}\n{(logs.stdout + logs.stderr)[-2000:]}") from None
+        yield base, name
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
+def run_probe(base_url: str, probe: dict[str, Any]) -> dict[str, Any]:
+    """One httpGet probe as the kubelet runs it: success is a status from 200 to 399 within timeoutSeconds."""
+    started = time.monotonic()
+    try:
+        status = requests.get(
+            f"{base_url}{probe['httpGet']['path']}", timeout=probe.get("timeoutSeconds", 1)
+        ).status_code
+    except requests.RequestException as exc:
+        return {"ok": False, "status": type(exc).__name__, "ms": round((time.monotonic() - started) * 1000, 1)}
+    return {"ok": 200 <= status < 400, "status": status, "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def terminate_like_kubelet(name: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """SIGTERM the container ``name`` as the kubelet does after preStop, SIGKILL when the grace is up.
+
+    Returns how long it took, the exit code and whether the OOM killer was involved.
+    """
+    budget = shutdown_budget(objects)["after_prestop"]
+    started = time.monotonic()
+    docker("stop", "--time", str(budget), name, timeout=budget + 60)
+    seconds = time.monotonic() - started
+    code, oom = docker("inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", name).stdout.split()
+    return {"seconds": round(seconds, 2), "budget_s": budget, "exit_code": int(code), "oom_killed": oom == "true"}
 
 
 def cluster_reachable() -> tuple[bool, str]:

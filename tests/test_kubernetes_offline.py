@@ -10,12 +10,10 @@ stage-04 image exactly as the Deployment's container spec says.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 
 import kubernetes_validate
@@ -28,19 +26,21 @@ from harness.cluster import KIND_SCRIPT
 from harness.cluster import KUBERNETES_VERSION
 from harness.cluster import NODE_PORT
 from harness.cluster import build_model_image
+from harness.cluster import config_lines
 from harness.cluster import container_env
 from harness.cluster import cpu_cores
-from harness.cluster import docker_run_args
 from harness.cluster import find
 from harness.cluster import kubectl_path
 from harness.cluster import render
+from harness.cluster import run_as_deployed
+from harness.cluster import run_probe
+from harness.cluster import shutdown_budget
+from harness.cluster import terminate_like_kubelet
+from harness.cluster import validate
 from harness.golden import mismatches
 from harness.layers import BIN
 from harness.layers import ROOT
 from harness.layers import STAGES
-from harness.layers import LayerError
-from harness.layers import free_port
-from harness.layers import wait_ready
 from harness.load import EXAMPLE_ROW
 
 STAGE = STAGES[5]
@@ -67,12 +67,7 @@ def container(pod) -> dict:
 
 @pytest.mark.parametrize("overlay", ["base", "kind"])
 def test_every_object_validates_strictly_against_the_pinned_kubernetes_api(overlay):
-    problems = []
-    for obj in render(overlay):
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {'.'.join(map(str, exc.path))}: {exc.message}")
+    problems = validate(render(overlay))
     assert not problems, problems
 
 
@@ -157,12 +152,12 @@ def test_every_config_key_is_consumed_and_read_by_the_server(objects, container)
     assert int(env["PORT"]) == port["containerPort"] and env["HOST"] == "0.0.0.0"
 
 
-def test_grace_period_covers_prestop_and_gunicorns_graceful_timeout(objects, pod, container):
-    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    graceful = int(container_env(objects, container)["GUNICORN_GRACEFUL_TIMEOUT"])
-    grace = pod["terminationGracePeriodSeconds"]
-    assert pre_stop >= 1, "without a preStop wait, SIGTERM can arrive before the endpoints are updated"
-    assert grace >= pre_stop + graceful + 1, f"grace {grace} s < preStop {pre_stop} s + graceful {graceful} s + margin"
+def test_grace_period_covers_prestop_and_gunicorns_graceful_timeout(objects):
+    budget = shutdown_budget(objects)
+    assert budget["pre_stop"] >= 1, "without a preStop wait, SIGTERM can arrive before the endpoints are updated"
+    assert budget["margin"] >= 1, (
+        f"grace {budget['grace']} s < preStop + gunicorn's graceful timeout + margin: {budget}"
+    )
 
 
 def test_pod_meets_the_restricted_pod_security_standard(objects, pod, container):
@@ -201,14 +196,8 @@ def test_metrics_server_is_pinned_and_patched_for_kind():
 
 def test_yaml_line_count(objects):
     """What the layer costs in configuration: reported, and bounded so it stays a tutorial."""
-    files = sorted(p for p in K8S.rglob("*") if p.suffix in (".yaml", ".env"))
-    lines = {
-        str(p.relative_to(STAGE)): sum(
-            1 for x in p.read_text().splitlines() if x.strip() and not x.strip().startswith("#")
-        )
-        for p in files
-    }
-    total = sum(lines.values())
+    lines = config_lines()
+    files, total = list(lines), sum(lines.values())
     print(f"\nstage 05 configuration: {total} lines (no blanks or comments) in {len(files)} files, "
           f"{len(objects)} objects: {lines}")  # fmt: skip
     assert total < 250, lines
@@ -238,51 +227,22 @@ def test_ci_workflow_is_a_valid_github_workflow():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@contextlib.contextmanager
-def running_as_deployed(objects: list[dict], image: str):
-    """The image run with the Deployment's container spec (docker_run_args); yields (base URL, name)."""
-    port = free_port()
-    name = f"iris-k8s-spec-{uuid.uuid4().hex[:8]}"
-    args = docker_run_args(objects, image, port, name)
-    subprocess.run(args, check=True, capture_output=True, text=True, timeout=60)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_ready(f"{base}/v2/health/live", timeout=60)
-        except LayerError as exc:
-            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout
-            raise AssertionError(f"{exc}\n{' '.join(args)}\n{logs[-2000:]}") from None
-        yield base, name
-    finally:
-        subprocess.run(["docker", "rm", "--force", name], capture_output=True)
-
-
 @pytest.mark.docker
 def test_the_image_serves_as_the_deployment_specifies(objects, container, stage4_image, golden):
     """docker run with the pod's settings, probes run as the kubelet runs them, golden answers."""
-    with running_as_deployed(objects, stage4_image) as (base, name):
+    with run_as_deployed(objects, stage4_image) as (base, name):
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe = container[kind]
             assert probe["httpGet"]["port"] == "http"  # the one published container port
-            answer = requests.get(f"{base}{probe['httpGet']['path']}", timeout=probe.get("timeoutSeconds", 1))
-            assert 200 <= answer.status_code < 400, f"{kind}: {answer.status_code} {answer.text}"
+            result = run_probe(base, probe)
+            assert result["ok"], f"{kind}: {result}"
         response = requests.post(f"{base}/predict", json={"instances": golden["inputs"]}, timeout=10)
         assert response.status_code == 200, response.text
         assert not mismatches(response.json()["predictions"], golden)
         # SIGTERM as the kubelet sends it after preStop: gunicorn must be gone well within the grace period.
-        pod_spec = find(objects, "Deployment")["spec"]["template"]["spec"]
-        budget = pod_spec["terminationGracePeriodSeconds"] - container["lifecycle"]["preStop"]["sleep"]["seconds"]
-        started = time.monotonic()
-        subprocess.run(["docker", "stop", "--time", str(budget), name], check=True, capture_output=True, timeout=90)
-        took = time.monotonic() - started
-        state = subprocess.run(
-            ["docker", "inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", name],
-            capture_output=True, text=True, check=True,
-        ).stdout.split()  # fmt: skip
-        assert state == ["0", "false"], f"exit {state} after SIGTERM ({took:.1f} s of {budget} s)"
-        print(
-            f"\nstage 05 spec in docker: probes 2xx, golden OK, clean SIGTERM exit in {took:.1f} s (budget {budget} s)"
-        )
+        stopped = terminate_like_kubelet(name, objects)
+        assert (stopped["exit_code"], stopped["oom_killed"]) == (0, False), f"after SIGTERM: {stopped}"
+        print(f"\nstage 05 spec in docker: probes 2xx, golden OK, clean SIGTERM exit: {stopped}")
 
 
 @pytest.mark.docker
@@ -291,7 +251,7 @@ def test_the_upgrade_image_serves_model_v2(objects, stage4_image, model_v2):
     tag = f"iris-serving:k8s-test-v2-{uuid.uuid4().hex[:8]}"
     try:
         build_model_image(stage4_image, model_v2, tag)
-        with running_as_deployed(objects, tag) as (base, _):
+        with run_as_deployed(objects, tag) as (base, _):
             body = requests.post(f"{base}/predict", json={"instances": [EXAMPLE_ROW]}, timeout=10).json()
         assert body["model_version"] == "2", body
     finally:
