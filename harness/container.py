@@ -94,14 +94,17 @@ def image_config(tag: str) -> dict:
 
 
 def image_layers(tag: str) -> list[dict[str, Any]]:
-    """The image's layers, oldest first: the instruction that made each one and its size in bytes.
+    """The image's layers, oldest first: id, the instruction that made it, its size in bytes.
 
     A registry push or pull moves only the layers the other side lacks, so
     the sizes say what shipping an edit costs. ENV, CMD and the like add 0 bytes.
     """
     out = docker("history", "--human=false", "--no-trunc", "--format", "{{json .}}", tag).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-    return [{"created_by": r["CreatedBy"], "bytes": int(r["Size"]), "comment": r["Comment"]} for r in reversed(rows)]
+    return [
+        {"id": r["ID"], "created_by": r["CreatedBy"], "bytes": int(r["Size"]), "comment": r["Comment"]}
+        for r in reversed(rows)
+    ]
 
 
 def dangling_images() -> set[str]:
