@@ -92,10 +92,10 @@ tour: $(STAMP) ## start here: the same request to every layer this machine can r
 scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput, cost) into results/ (~2-5 min)
 	$(PY) -m harness.scorecard
 
-.PHONY: test
 # nbmake runs every notebook in a fresh kernel from notebooks/, a time limit per cell.
 NBMAKE := --nbmake --nbmake-timeout=300
 
+.PHONY: test
 test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks (~10 min)
 	$(PY) -m pytest $(NBMAKE) tests notebooks
 
@@ -104,7 +104,7 @@ test-fast: $(STAMP) ## inner loop: everything but slow, Docker, cluster and note
 	$(PY) -m pytest -m "not slow and not docker and not cluster" --ignore=tests/test_notebooks.py
 
 .PHONY: notebooks
-notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the committed outputs (~3 min)
+notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the committed outputs (~2 min)
 	cd notebooks && for nb in *.ipynb; do \
 	  echo "executing $$nb"; \
 	  ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
