@@ -101,7 +101,7 @@ test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks 
 
 .PHONY: test-fast
 test-fast: $(STAMP) ## inner loop: everything but slow, Docker, cluster and notebook tests (~30 s)
-	$(PY) -m pytest -m "not slow and not docker and not cluster" --ignore=tests/test_notebooks.py
+	$(PY) -m pytest -m "not slow and not docker and not cluster"
 
 .PHONY: notebooks
 notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the committed outputs (~2 min)

@@ -24,7 +24,9 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # --- How many processes --------------------------------------------------------
 # WEB_CONCURRENCY: worker processes. Each is a full Python process with its own
 # copy of the model, serving one request at a time (sync workers). Our requests
-# are CPU-bound, so more workers than CPUs only adds memory and context switches.
+# are mostly CPU-bound, so one per CPU is the starting point; a few more can
+# help while some workers wait on the network (notebooks/03_wsgi.ipynb measures
+# 1 to 4 workers), at the price of one more model copy in memory each.
 # We count the CPUs *this process may use* (sched_getaffinity honours taskset
 # and cpusets), not the host's cpu_count(). Typical range: 1 to 2 x CPUs.
 # In Kubernetes, set it to match the CPU limit and scale with replicas instead.

@@ -68,6 +68,25 @@ def in_process_latency(layer: InProcess, seconds: float = 2.0, max_calls: int = 
     }
 
 
+def in_process_batch(
+    layer: InProcess, rows: int = 1000, seconds: float = 2.0, max_calls: int = 2_000
+) -> dict[str, Any]:
+    """Batch throughput in-process: rows/s when ``rows`` rows are predicted per call."""
+    batch = [EXAMPLE_ROW] * rows
+    timings = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(timings) < max_calls:
+        start = time.perf_counter()
+        layer.predict(batch)
+        timings.append(time.perf_counter() - start)
+    return {
+        "rows_per_call": rows,
+        "calls": len(timings),
+        "rows_per_s": round(rows * len(timings) / sum(timings), 1),
+        "p50_ms_per_call": round(statistics.median(timings) * 1000, 3),
+    }
+
+
 def throughput(layer: Layer, connections: int, seconds: float = 5.0) -> dict[str, Any]:
     """Single-row /predict throughput and latency at ``connections`` clients, with server CPU use."""
     if isinstance(layer, InProcess):
