@@ -294,6 +294,17 @@ class Container(Layer):
         self.model_path, self.mounted = Path(new_model), True
         self.start()
 
+    def engine_side_pids(self) -> list[int]:
+        """Host PIDs working for this container outside it: its containerd-shim, dockerd and containerd.
+
+        Every line the server writes (an access log line per request) travels
+        through the shim to dockerd, which stores it for `docker logs`; their
+        CPU under load is what the engine costs per request. (dockerd and
+        containerd also serve any other container running at the time.)
+        """
+        shim = int(Path(f"/proc/{self.pid1()}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return [shim, *(pid for pids in engine_pids().values() for pid in pids)]
+
     def proxy_pids(self) -> list[int]:
         """Host PIDs of the docker-proxy processes forwarding this container's published port.
 
