@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.cluster import Cluster  # noqa: E402
+from harness.cluster import cluster_reachable  # noqa: E402
 from harness.container import build_image  # noqa: E402
 from harness.container import docker_available  # noqa: E402
 from harness.golden import load_golden  # noqa: E402
@@ -77,3 +79,19 @@ def stage4_image() -> str:
     """Tag of the stage-04 image, built once per session (reused while 04_container/ is unchanged)."""
     require_docker()
     return build_image()
+
+
+@pytest.fixture(scope="session")
+def cluster(request):
+    """Stage 05: the stage-04 image deployed with the kind overlay (skips without a cluster; removed afterwards)."""
+    reachable, reason = cluster_reachable()
+    if not reachable:
+        if os.environ.get("REQUIRE_CLUSTER") == "1":  # the hosted CI's kind job
+            pytest.fail(f"REQUIRE_CLUSTER=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    # Only now build the image: without a cluster the skip costs nothing.
+    layer = Cluster(image=request.getfixturevalue("stage4_image"))
+    seconds = layer.start()
+    print(f"\nstage 05 up (cluster reused or created, image loaded, rollout done) in {seconds:.1f} s")
+    yield layer
+    layer.stop()

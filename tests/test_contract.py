@@ -19,10 +19,13 @@ MARKS = {2: [pytest.mark.slow], 3: [pytest.mark.slow], 4: [pytest.mark.docker], 
     "stage", [pytest.param(s, marks=MARKS.get(s, []), id=f"stage{s:02d}") for s in existing_stages()]
 )
 def test_golden_predictions_at_every_layer(stage, model_v1, golden, request):
-    if stage >= 4:
-        request.getfixturevalue("stage4_image")  # builds (or requires) the image; skips without Docker
-    with layer_class(stage)(model_v1) as layer:
-        body = layer.predict(golden["inputs"])
+    if stage == 5:  # the session's deployment (skips without a cluster)
+        body = request.getfixturevalue("cluster").predict(golden["inputs"])
+    else:
+        if stage == 4:
+            request.getfixturevalue("stage4_image")  # builds (or requires) the image; skips without Docker
+        with layer_class(stage)(model_v1) as layer:
+            body = layer.predict(golden["inputs"])
     assert body["model_name"] == "iris"
     assert body["model_version"] == golden["model_version"]
     assert mismatches(body["predictions"], golden) == []

@@ -9,16 +9,13 @@ kind), so the Service's load balancing is part of every measurement.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
 from harness.cluster import DEPLOYMENT
 from harness.cluster import NAMESPACE
-from harness.cluster import Cluster
 from harness.cluster import build_model_image
-from harness.cluster import cluster_reachable
 from harness.cluster import kubectl
 from harness.cluster import ready_endpoints
 from harness.load import LoadRun
@@ -26,22 +23,6 @@ from harness.load import wait_until
 
 # A rollout or the HPA's reaction takes minutes, not the suite's default 300 s.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
-
-
-@pytest.fixture(scope="module")
-def cluster(request):
-    """The stage-04 image deployed with the kind overlay; the namespace is removed afterwards."""
-    reachable, reason = cluster_reachable()
-    if not reachable:
-        if os.environ.get("REQUIRE_CLUSTER") == "1":  # the hosted CI's kind job
-            pytest.fail(f"REQUIRE_CLUSTER=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
-    # Only now build the image: without a cluster the skip costs nothing.
-    layer = Cluster(image=request.getfixturevalue("stage4_image"))
-    seconds = layer.start()
-    print(f"\nstage 05 up (cluster reused or created, image loaded, rollout done) in {seconds:.1f} s")
-    yield layer
-    layer.stop()
 
 
 def deployment_status() -> dict:
