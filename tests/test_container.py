@@ -62,6 +62,7 @@ def test_image_is_built_as_the_template_says(stage4_image):
     assert "/v2/health/ready" in " ".join(config["Healthcheck"]["Test"])
     assert {"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "HOST=0.0.0.0", "PORT=8000"} <= set(config["Env"])
     assert "org.opencontainers.image.title" in config["Labels"]
+    assert config["Labels"]["org.opencontainers.image.base.name"] == "python:3.11-slim", config["Labels"]
 
 
 def test_image_size_stays_small(stage4_image):
