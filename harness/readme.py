@@ -45,7 +45,7 @@ def _crash(stage: dict[str, Any]) -> str:
     crash = stage["crash"]
     if crash["recovered"]:
         return (
-            f"{crash['failed']} of {crash['requests']} requests failed and it served again after "
+            f"{crash['failed']} of {crash['requests']} requests failed; back at full strength after "
             f"{crash['recovery_s']} s, with nobody's help"
         )
     return f"{crash['failed']} of {crash['requests']} requests failed and it never came back ({crash['observed_s']} s)"
