@@ -34,7 +34,7 @@ from harness.load import EXAMPLE_ROW
 from harness.load import wrk_available
 
 RESULTS = ROOT / "results" / "scorecard.json"
-THROUGHPUT_SECONDS = 5.0
+THROUGHPUT_SECONDS = 5
 
 
 def say(message: str) -> None:
@@ -93,7 +93,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-def measure_stage(stage: int, workdir: Path) -> dict[str, Any]:
+def measure_stage(stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS) -> dict[str, Any]:
     """Every scenario against one layer, in an order that leaves it usable to the end."""
     v1 = train_model(workdir / f"stage{stage}-v1", version="1")
     served = workdir / f"stage{stage}-served" / "iris.joblib"
@@ -112,8 +112,8 @@ def measure_stage(stage: int, workdir: Path) -> dict[str, Any]:
             if stage > 1 and not wrk_available():
                 result["throughput_skipped"] = "wrk is not installed"
                 break
-            say(f"[{layer.name}] throughput: {connections} client(s), {THROUGHPUT_SECONDS:g} s")
-            result["throughput"].append(scenarios.throughput(layer, connections, THROUGHPUT_SECONDS))
+            say(f"[{layer.name}] throughput: {connections} client(s), {seconds} s")
+            result["throughput"].append(scenarios.throughput(layer, connections, seconds))
         if stage == 1:
             result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
             result["crash"] = {"applicable": False, "why": "no server to crash: the caller's own process"}
@@ -133,7 +133,7 @@ def measure_stage(stage: int, workdir: Path) -> dict[str, Any]:
     return result
 
 
-def run(stages: list[int], out: Path) -> dict[str, Any]:
+def run(stages: list[int], out: Path, seconds: int = THROUGHPUT_SECONDS) -> dict[str, Any]:
     """Measure ``stages`` and write the results file; return its content."""
     started = time.monotonic()
     status = available_stages()
@@ -144,7 +144,7 @@ def run(stages: list[int], out: Path) -> dict[str, Any]:
                 say(f"[stage {stage:02d}] skipped: {status[stage]}")
                 results["not_measured"][str(stage)] = status[stage]
                 continue
-            results["stages"].append(measure_stage(stage, Path(tmp)))
+            results["stages"].append(measure_stage(stage, Path(tmp), seconds))
     results["environment"]["scorecard_seconds"] = round(time.monotonic() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help=f"results file (default: {RESULTS.relative_to(ROOT)})"
     )
+    parser.add_argument("--seconds", type=int, default=THROUGHPUT_SECONDS, help="each throughput run (default 5)")
     parser.add_argument("--tour", action="store_true", help="one request to each layer, then the last scorecard")
     args = parser.parse_args(argv)
     if args.tour:
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--stages takes numbers like 1,2,3, got {args.stages!r}")
     if not set(stages) <= set(STAGES):
         parser.error(f"stages are 1 to 5, got {args.stages!r}")
-    results = run(stages, args.out)
+    results = run(stages, args.out, max(1, args.seconds))
     print(summary_table(results))
     return 0
 

@@ -1,0 +1,52 @@
+"""Smoke runs of `make scorecard` and `make tour` (benchmarks are not pass/fail; their smoke runs are)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness.layers import ROOT
+from harness.scorecard import RESULTS
+from harness.scorecard import summary_table
+
+pytestmark = pytest.mark.slow
+
+
+def scorecard(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.scorecard", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_scorecard_smoke_run_writes_every_figure(tmp_path):
+    out = tmp_path / "scorecard.json"
+    result = scorecard("--stages", "1,2", "--seconds", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[02 Flask dev server] crash under load" in result.stderr, "progress is visible"
+    results = json.loads(out.read_text())
+    assert results["environment"]["cpus_usable"] >= 1 and results["environment"]["packages"]["scikit-learn"]
+    script, dev = results["stages"]
+    assert script["reach"]["reachable"] is False and dev["reach"]["reachable"] is True
+    assert dev["crash"]["recovered"] is False and dev["crash"]["failed"] > 0
+    assert dev["upgrade"]["serves_new_version"] is True
+    assert {t["connections"] for t in dev["throughput"]} == {1, 8}
+    assert dev["cost"]["lines_added"] > 0 and dev["cost"]["packages"] > script["cost"]["packages"]
+    assert "02 Flask dev server" in result.stdout, "the summary table is printed"
+    assert RESULTS.read_text() != out.read_text(), "a run with --out leaves the committed results alone"
+
+
+def test_bad_stage_list_is_a_one_line_error():
+    result = scorecard("--stages", "1,x")
+    assert result.returncode == 2 and "--stages takes numbers" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tour_sends_the_same_flower_to_every_available_layer():
+    result = scorecard("--tour")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("01 script", "02 Flask dev server", "03 gunicorn"):
+        line = next(x for x in result.stdout.splitlines() if name in x)
+        assert "-> setosa" in line, line
+    assert summary_table(json.loads(RESULTS.read_text())) in result.stdout
