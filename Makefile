@@ -118,7 +118,7 @@ lint: $(STAMP) ## ruff lint and format check
 .PHONY: diff
 diff: ## what one layer adds: make diff A=2 B=3
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff A=2 B=3"; exit 2; }
-	@diff -ru -x artifacts -x __pycache__ $(STAGE_$(A)) $(STAGE_$(B)) || true
+	@diff -ruN -x artifacts -x __pycache__ $(STAGE_$(A)) $(STAGE_$(B)) || true
 
 .PHONY: sync
 sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that owns them

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,23 @@ def test_stage_requirements_pin_every_dependency(stage):
                 if requirement.name.lower().replace("_", "-") not in {n.replace("_", "-") for n in listed}:
                     missing.add(f"{requirement.name} (needed by {name})")
     assert not missing, f"{STAGES[stage].name}/requirements.txt does not pin: {sorted(missing)}"
+
+
+# What `make diff A=N-1 B=N` must show: the layer's own files and nothing else.
+ADDS = {
+    2: {"README.md", "requirements.txt", "app.py"},
+    3: {"README.md", "requirements.txt", "gunicorn.conf.py"},
+    4: {"README.md", "requirements.txt", "Dockerfile", ".dockerignore"},
+    5: {"README.md", "kind.sh", "k8s"},
+}
+
+
+@pytest.mark.parametrize("stage", [s for s in ADDS if STAGES[s].is_dir()])
+def test_make_diff_shows_only_what_the_layer_adds(stage):
+    out = subprocess.run(
+        ["make", "-s", "diff", f"A={stage - 1}", f"B={stage}"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    ).stdout
+    changed = {
+        line.split()[-1].split("/", 1)[1].split("/")[0] for line in out.splitlines() if line.startswith("diff -ruN")
+    }
+    assert changed == ADDS[stage], f"make diff A={stage - 1} B={stage} touches {sorted(changed)}"
