@@ -27,12 +27,15 @@ def cli(*args: str, stdin: str | None = None, model=None) -> subprocess.Complete
     )
 
 
-def test_training_is_deterministic_and_accurate(iris, tmp_path, model_v1):
+def test_training_is_deterministic_and_accurate(iris, tmp_path, model_v1, golden):
     again = iris.train("1", 1.0, tmp_path / "again.joblib")
     first = iris.load(model_v1).metadata
     assert again["training_data_sha256"] == first["training_data_sha256"]
     assert again["test_accuracy"] == first["test_accuracy"] >= 0.9
     assert again["sklearn_version"] == first["sklearn_version"]
+    rows = iris.validate_rows(golden["inputs"])
+    first_predictions = iris.load(model_v1).predict(rows)
+    assert iris.load(tmp_path / "again.joblib").predict(rows) == first_predictions, "two trainings, same predictions"
 
 
 def test_metadata_sidecar_names_everything(iris, model_v1):
