@@ -304,6 +304,7 @@ class Cluster(Layer):
     stage, name = 5, "05 Kubernetes (kind)"
     upgrade_mechanism = "new image tag, rolling update (maxSurge 1, maxUnavailable 0)"
     self_healing = True
+    recovery_window = 90.0  # a replacement pod: schedule, start, load the model, pass readiness
 
     def __init__(self, model_path: Path | None = None, port: int | None = None, image: str | None = None):
         # The model is the one baked into the image; model_path is kept for the interface.
@@ -321,9 +322,11 @@ class Cluster(Layer):
         return proc.stdout
 
     def start(self, timeout: float = 900.0) -> float:
-        if not self.image:
-            raise LayerError("Cluster needs the stage-04 image tag (argument or $IMAGE)")
         started = time.monotonic()
+        if not self.image:
+            from harness.container import build_image
+
+            self.image = build_image()  # the stage-04 image, built once per content hash
         self.script("up", self.image, timeout=timeout)
         wait_ready(f"{self.base_url}/v2/health/ready", timeout=60)
         return time.monotonic() - started
@@ -341,7 +344,19 @@ class Cluster(Layer):
         ]
 
     def crash(self) -> None:
-        kubectl("delete", "pod", "-n", NAMESPACE, self.serving_pods()[0], "--grace-period=0", "--force", "--wait=false")
+        serving = self.serving_pods()
+        self._killed = (serving[0], ready_endpoints())
+        kubectl("delete", "pod", "-n", NAMESPACE, serving[0], "--grace-period=0", "--force", "--wait=false")
+
+    def wait_recovered(self, timeout: float) -> float | None:
+        """Seconds until a replacement pod is ready and the Service has as many endpoints as before."""
+        start = time.monotonic()
+        killed, endpoints = self._killed
+        while time.monotonic() - start < timeout:
+            if killed not in self.serving_pods() and ready_endpoints() >= endpoints:
+                return time.monotonic() - start
+            time.sleep(0.5)
+        return None
 
     def delete_pod(self, wait: bool = True) -> str:
         """Delete one pod gracefully (preStop, SIGTERM, grace period); return its name."""

@@ -129,6 +129,8 @@ class Layer:
     upgrade_mechanism: str = ""
     #: whether the layer brings itself back after a crash, without a human
     self_healing: bool = False
+    #: how long the crash scenario waits for a recovery before it says "never" (s)
+    recovery_window: float = 8.0
 
     def __init__(self, model_path: Path, port: int | None = None):
         self.model_path = Path(model_path)

@@ -100,7 +100,7 @@ def throughput(layer: Layer, connections: int, seconds: float = 5.0) -> dict[str
 
 
 def crash(
-    layer: Layer, clients: int = 4, observe: float = 8.0, warmup: float = 0.5, timeline: float | None = None
+    layer: Layer, clients: int = 4, observe: float | None = None, warmup: float = 0.5, timeline: float | None = None
 ) -> dict[str, Any]:
     """Kill the serving process under load; count failures and time the recovery.
 
@@ -109,7 +109,9 @@ def crash(
     answered again in that window (the development server's fate).
     ``event_s`` is when the kill happened, in seconds from the start of the
     load; ``timeline`` (a bucket width in s) adds ok/failed counts per bucket.
+    ``observe`` defaults to the layer's ``recovery_window``.
     """
+    observe = layer.recovery_window if observe is None else observe
     with LoadRun(layer.base_url, clients=clients, max_seconds=warmup + observe + 5) as run:
         time.sleep(warmup)
         crashed_at = time.monotonic()
@@ -136,7 +138,8 @@ def upgrade(
     ``event_s`` and ``timeline`` as in ``crash``.
     """
     new_version = json.loads(Path(new_model).with_suffix(".json").read_text())["model_version"]
-    with LoadRun(layer.base_url, clients=clients, max_seconds=settle + 60) as run:
+    # bounded: a rolling update (image build, load, rollout) may take minutes
+    with LoadRun(layer.base_url, clients=clients, max_seconds=settle + 300) as run:
         time.sleep(0.5)
         started = time.monotonic()
         layer.upgrade(new_model)
