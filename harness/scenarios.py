@@ -139,7 +139,7 @@ def upgrade(
     """
     new_version = json.loads(Path(new_model).with_suffix(".json").read_text())["model_version"]
     # bounded: a rolling update (image build, load, rollout) may take minutes
-    with LoadRun(layer.base_url, clients=clients, max_seconds=settle + 300) as run:
+    with LoadRun(layer.base_url, clients=clients, max_seconds=settle + 300, max_requests=300_000) as run:
         time.sleep(0.5)
         started = time.monotonic()
         layer.upgrade(new_model)
