@@ -63,7 +63,8 @@ max_requests_jitter = max_requests // 10
 # new master with USR2 and then TERM the old one.
 # Off by default here, so `kill -HUP` upgrades the model with zero failed
 # requests. (HUP stops the old workers once the new ones are forked, not once
-# they have loaded the model: requests wait about a second meanwhile.)
+# they have loaded the model: requests wait meanwhile; tests/test_wsgi.py
+# prints the slowest.)
 preload_app = os.environ.get("GUNICORN_PRELOAD") == "1"
 
 # The heartbeat file every worker touches. /dev/shm is memory-backed: on a disk
