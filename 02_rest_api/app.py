@@ -342,6 +342,14 @@ def openapi_document(max_rows: int) -> dict[str, Any]:
             "/v2/health/ready": {
                 "get": {"summary": "Readiness", "responses": {"200": ok({"type": "object"}), "503": error, **errors}}
             },
+            "/v2": {"get": {"summary": "Server metadata", "responses": {"200": ok({"type": "object"}), **errors}}},
+            "/v2/models/{name}/ready": {
+                "get": {
+                    "summary": "Model readiness",
+                    "parameters": [model_name],
+                    "responses": {"200": ok({"type": "object"}), "503": error, **errors},
+                }
+            },
             "/v2/models/{name}": {
                 "get": {
                     "summary": "Model metadata",
