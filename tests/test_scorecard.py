@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from harness.layers import ROOT
+from harness.load import wrk_available
 from harness.scorecard import RESULTS
 from harness.scorecard import summary_table
 
@@ -21,6 +22,7 @@ def scorecard(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.skipif(not wrk_available(), reason="wrk is not installed (apt-get install wrk): no throughput figures")
 def test_scorecard_smoke_run_writes_every_figure(tmp_path):
     out = tmp_path / "scorecard.json"
     result = scorecard("--stages", "1,2", "--seconds", "1", "--out", str(out))

@@ -1,0 +1,37 @@
+"""Skip (with the reason) the notebooks whose tools this machine lacks; in CI they are required.
+
+nbmake collects each notebook as one test. Stages 04 and 05 need a Docker
+engine; the benchmarks in 02 to 04 need the wrk load generator.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness.container import docker_available  # noqa: E402
+
+NEEDS_DOCKER = {"04_container.ipynb", "05_kubernetes.ipynb"}
+NEEDS_WRK = {"02_rest_api.ipynb", "03_wsgi.ipynb", "04_container.ipynb", "05_kubernetes.ipynb"}
+REQUIRED = os.environ.get("CI") == "true"  # CI installs both: a missing one must fail there
+
+
+def pytest_collection_modifyitems(config, items):
+    notebooks = [item for item in items if Path(str(item.fspath)).suffix == ".ipynb"]
+    if not notebooks or REQUIRED:
+        return
+    docker_ok, docker_reason = docker_available()
+    for item in notebooks:
+        name = Path(str(item.fspath)).name
+        if name in NEEDS_DOCKER:
+            item.add_marker(pytest.mark.docker)
+            if not docker_ok:
+                item.add_marker(pytest.mark.skip(reason=f"no Docker: {docker_reason}"))
+        if name in NEEDS_WRK and shutil.which("wrk") is None:
+            item.add_marker(pytest.mark.skip(reason="wrk is not installed (apt-get install wrk, brew install wrk)"))
