@@ -96,7 +96,7 @@ scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput
 NBMAKE := --nbmake --nbmake-timeout=300
 
 .PHONY: test
-test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks (~10 min)
+test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks (~5 min on 2 cores)
 	$(PY) -m pytest $(NBMAKE) tests notebooks
 
 .PHONY: test-fast
