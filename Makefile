@@ -73,7 +73,7 @@ base-image: ## python:3.11-slim without a registry: pull it, else build a stand-
 	bash scripts/build_base_image.sh
 
 .PHONY: stage-5
-stage-5: $(STAMP) ## stage 05: the stage-04 image on a local kind cluster, one prediction via 127.0.0.1:30080
+stage-5: $(STAMP) ## stage 05: the stage-04 image on a local kind cluster, one prediction via 127.0.0.1:8000 (the Service)
 	@KUBECTL=$(VENV)/bin/kubectl bash $(STAGE_5)/kind.sh check
 	@echo "building the stage-04 image (reused when 04_container/ is unchanged)..."
 	@IMAGE=$$($(PY) -m harness.cluster image) && \

@@ -4,7 +4,7 @@
 #   kind.sh check         say what is missing (docker, kind, kubectl), if anything
 #   kind.sh up IMAGE      create (or reuse) the cluster, install metrics-server, deploy IMAGE
 #   kind.sh deploy IMAGE  load IMAGE into kind and roll the Deployment to it
-#   kind.sh predict       one prediction through the Service (127.0.0.1:30080)
+#   kind.sh predict       one prediction through the Service (127.0.0.1:8000)
 #   kind.sh down          delete the cluster
 #
 # IMAGE is any local Docker image of stage 04. It is tagged iris-serving:<image id>,
@@ -16,7 +16,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CLUSTER="${KIND_CLUSTER:-iris-serving}"
 KUBECTL="${KUBECTL:-kubectl}"
 NAMESPACE=iris-serving
-URL=http://127.0.0.1:30080
+URL=http://127.0.0.1:8000
 
 die() { echo "kind.sh: $*" >&2; exit 1; }
 

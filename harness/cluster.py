@@ -46,8 +46,10 @@ KIND_SCRIPT = STAGES[5] / "kind.sh"
 KUBERNETES_VERSION = "1.37.0"
 NAMESPACE = "iris-serving"
 DEPLOYMENT = "iris"
-# The Service's NodePort, published by kind on 127.0.0.1 (k8s/kind/kind-cluster.yaml).
+# The Service's NodePort, which kind publishes on 127.0.0.1:HOST_PORT, the port
+# every stage answers on (k8s/kind/kind-cluster.yaml).
 NODE_PORT = 30080
+HOST_PORT = 8000
 CLUSTER_NAME = os.environ.get("KIND_CLUSTER", "iris-serving")
 
 
@@ -308,7 +310,7 @@ class Cluster(Layer):
 
     def __init__(self, model_path: Path | None = None, port: int | None = None, image: str | None = None):
         # The model is the one baked into the image; model_path is kept for the interface.
-        super().__init__(model_path or Path("baked-into-image"), port=NODE_PORT)
+        super().__init__(model_path or Path("baked-into-image"), port=HOST_PORT)
         self.image = image or os.environ.get("IMAGE", "")
 
     def script(self, *args: str, timeout: float = 900) -> str:

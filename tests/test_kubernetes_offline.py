@@ -21,6 +21,7 @@ import pytest
 import requests
 import yaml
 
+from harness.cluster import HOST_PORT
 from harness.cluster import K8S
 from harness.cluster import KIND_SCRIPT
 from harness.cluster import KUBERNETES_VERSION
@@ -83,7 +84,8 @@ def test_the_kind_node_image_is_the_validated_kubernetes_version_pinned_by_diges
     (node,) = yaml.safe_load(KIND_CONFIG.read_text())["nodes"]
     assert re.fullmatch(rf"kindest/node:v{re.escape(KUBERNETES_VERSION)}@sha256:[0-9a-f]{{64}}", node["image"]), node
     (mapping,) = node["extraPortMappings"]
-    assert mapping["listenAddress"] == "127.0.0.1" and mapping["hostPort"] == mapping["containerPort"] == NODE_PORT
+    assert mapping["listenAddress"] == "127.0.0.1" and mapping["containerPort"] == NODE_PORT
+    assert mapping["hostPort"] == HOST_PORT == 8000, "stage 05 answers on 127.0.0.1:8000 like every stage"
 
 
 def test_the_rendered_objects_are_the_ones_the_readme_describes(objects):
