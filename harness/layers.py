@@ -230,7 +230,9 @@ class ServerProcess(Layer):
         super().__init__(model_path, port)
         self.extra_env = env or {}
         self.proc: subprocess.Popen | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix=f"stage{self.stage:02d}-", suffix=".log")[1])
+        fd, log_path = tempfile.mkstemp(prefix=f"stage{self.stage:02d}-", suffix=".log")
+        os.close(fd)  # start() opens it by name; an open descriptor per layer would leak
+        self.log_path = Path(log_path)
 
     def command(self) -> list[str]:
         """The command a reader runs in the stage folder (with this port)."""
@@ -249,11 +251,10 @@ class ServerProcess(Layer):
 
     def start(self, timeout: float = 60.0) -> float:
         started = time.monotonic()
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.command(), cwd=STAGES[self.stage], env=self.env(), stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                self.command(), cwd=STAGES[self.stage], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=lambda: self.proc.poll() is None)
         except LayerError as exc:
@@ -316,6 +317,7 @@ class Gunicorn(ServerProcess):
         started = time.monotonic()
         super().start(timeout)
         if not self.wait_booted(timeout=max(1.0, timeout - (time.monotonic() - started))):
+            self.stop()  # do not leave a half-booted server running
             raise LayerError(f"{self.name}: not every worker loaded the model; log:\n{self.log()[-2000:]}")
         return time.monotonic() - started
 
@@ -363,7 +365,8 @@ class Gunicorn(ServerProcess):
             return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(f"(pid {pid})" in self.log() for pid in (pids or self.workers())):
+            log = self.log()  # once per poll: under load the access log grows to megabytes
+            if all(f"(pid {pid})" in log for pid in (pids or self.workers())):
                 return True
             time.sleep(0.05)
         return False
