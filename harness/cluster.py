@@ -305,7 +305,6 @@ class Cluster(Layer):
 
     stage, name = 5, "05 Kubernetes (kind)"
     upgrade_mechanism = "new image tag, rolling update (maxSurge 1, maxUnavailable 0)"
-    self_healing = True
     recovery_window = 90.0  # a replacement pod: schedule, start, load the model, pass readiness
 
     def __init__(self, model_path: Path | None = None, port: int | None = None, image: str | None = None):
@@ -326,8 +325,6 @@ class Cluster(Layer):
     def start(self, timeout: float = 900.0) -> float:
         started = time.monotonic()
         if not self.image:
-            from harness.container import build_image
-
             self.image = build_image()  # the stage-04 image, built once per content hash
         self.script("up", self.image, timeout=timeout)
         wait_ready(f"{self.base_url}/v2/health/ready", timeout=60)

@@ -173,7 +173,6 @@ class Container(Layer):
 
     stage, name = 4, "04 container"
     upgrade_mechanism = "stop the old container, start a new one with the new model"
-    self_healing = True
     restart_policy = "on-failure"
 
     def __init__(

@@ -127,8 +127,6 @@ class Layer:
     name: str
     #: what a reader would call the upgrade mechanism of this layer
     upgrade_mechanism: str = ""
-    #: whether the layer brings itself back after a crash, without a human
-    self_healing: bool = False
     #: how long the crash scenario waits for a recovery before it says "never" (s)
     recovery_window: float = 8.0
 
@@ -307,7 +305,6 @@ class Gunicorn(ServerProcess):
 
     stage, name = 3, "03 gunicorn"
     upgrade_mechanism = "verify + install the new model, then SIGHUP (graceful reload)"
-    self_healing = True
 
     def command(self) -> list[str]:
         return [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"]

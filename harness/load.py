@@ -126,14 +126,12 @@ class LoadRun:
         max_seconds: float = 60.0,
         max_requests: int = 50_000,
         timeout: float = 5.0,
-        pause: float = 0.0,
     ):
         self.url = f"{base_url}/predict"
         self.clients = clients
         self.max_seconds = max_seconds
         self.max_requests = max_requests
         self.timeout = timeout
-        self.pause = pause
         self.report = LoadReport()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -160,8 +158,6 @@ class LoadRun:
                 time.sleep(0.01)  # a failing server answers at once: do not spin
             with self._lock:
                 self.report.outcomes.append(outcome)
-            if self.pause:
-                time.sleep(self.pause)
 
     def __enter__(self) -> LoadRun:
         self.report.started = time.monotonic()
@@ -203,13 +199,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return False
-
-
-def run_load(base_url: str, seconds: float, clients: int = 4, **kwargs: Any) -> LoadReport:
-    """A plain bounded load run of ``seconds`` with nothing injected."""
-    with LoadRun(base_url, clients=clients, max_seconds=seconds + 30, **kwargs) as run:
-        time.sleep(seconds)
-    return run.report
 
 
 def send_in_background(method: str, url: str, timeout: float = 60.0, **kwargs: Any) -> Future[Outcome]:
