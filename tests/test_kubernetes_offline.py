@@ -210,7 +210,8 @@ def test_yaml_line_count(objects):
 
 
 def test_shell_scripts_pass_shellcheck():
-    result = subprocess.run([str(BIN / "shellcheck"), str(KIND_SCRIPT)], capture_output=True, text=True)
+    scripts = [KIND_SCRIPT, ROOT / "scripts" / "build_base_image.sh", ROOT / ".ci" / "run"]
+    result = subprocess.run([str(BIN / "shellcheck"), *map(str, scripts)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
 
 
