@@ -343,7 +343,11 @@ def _cli(argv: list[str]) -> int:
             print(f"error: {exc} (see: docker logs)", file=sys.stderr)
             return 1
         row = load_golden()["inputs"][0]
-        answer = requests.post(f"{url}/predict", json={"instances": [row]}, timeout=10).json()
+        try:
+            answer = requests.post(f"{url}/predict", json={"instances": [row]}, timeout=10).json()
+        except (requests.RequestException, ValueError) as exc:
+            print(f"error: POST /predict failed: {exc} (see: docker logs)", file=sys.stderr)
+            return 1
         print(f"ready after {seconds:.1f} s; POST /predict {json.dumps(row)}")
         print(json.dumps(answer))
         return 0

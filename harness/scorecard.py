@@ -27,6 +27,7 @@ from harness import readme
 from harness import scenarios
 from harness.layers import ROOT
 from harness.layers import STAGES
+from harness.layers import LayerError
 from harness.layers import layer_class
 from harness.layers import model_module
 from harness.layers import train_model
@@ -213,17 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=THROUGHPUT_SECONDS, help="each throughput run (default 5)")
     parser.add_argument("--tour", action="store_true", help="one request to each layer, then the last scorecard")
     args = parser.parse_args(argv)
-    if args.tour:
-        tour()
-        return 0
     try:
         stages = sorted({int(s) for s in args.stages.split(",")})
     except ValueError:
         parser.error(f"--stages takes numbers like 1,2,3, got {args.stages!r}")
     if not set(stages) <= set(STAGES):
         parser.error(f"stages are 1 to 5, got {args.stages!r}")
-    results = run(stages, args.out, max(1, args.seconds))
-    print(summary_table(results))
+    try:
+        if args.tour:
+            tour()
+        else:
+            print(summary_table(run(stages, args.out, max(1, args.seconds))))
+    except (LayerError, OSError) as exc:  # a layer that would not start, a results file we cannot write
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

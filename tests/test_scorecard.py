@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
+from harness import scorecard as scorecard_module
 from harness.layers import ROOT
+from harness.layers import LayerError
 from harness.load import wrk_available
 from harness.scorecard import RESULTS
 from harness.scorecard import summary_table
@@ -43,6 +45,16 @@ def test_scorecard_smoke_run_writes_every_figure(tmp_path):
 def test_bad_stage_list_is_a_one_line_error():
     result = scorecard("--stages", "1,x")
     assert result.returncode == 2 and "--stages takes numbers" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_layer_that_will_not_start_is_an_error_message_not_a_traceback(monkeypatch, capsys, tmp_path):
+    def will_not_start(stage, workdir, seconds):
+        raise LayerError(f"stage {stage}: http://127.0.0.1:1/v2/health/ready not ready within 60 s")
+
+    monkeypatch.setattr(scorecard_module, "measure_stage", will_not_start)
+    code = scorecard_module.main(["--stages", "1", "--out", str(tmp_path / "scorecard.json")])
+    err = capsys.readouterr().err
+    assert code == 1 and "error: stage 1: " in err and "Traceback" not in err, err
 
 
 def test_tour_sends_the_same_flower_to_every_available_layer():
