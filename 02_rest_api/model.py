@@ -164,7 +164,7 @@ def load(path: Path | None = None) -> LoadedModel:
         metadata = json.loads(meta_file.read_text())
         expected_hash = metadata["artifact_sha256"]
         saved_with = metadata["sklearn_version"]
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"unreadable metadata {meta_file}: {exc}") from None
     if _sha256(path) != expected_hash:
         raise ArtifactError(f"{path} does not match the SHA-256 in {meta_file.name}: refusing to load it")
@@ -220,6 +220,8 @@ def _parse_stdin_rows(text: str) -> list[Any]:
         data = json.loads(text)
     except ValueError as exc:
         raise InputError(f"stdin is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError("stdin is not valid JSON: nested too deeply") from None
     if isinstance(data, dict) and "instances" in data:
         data = data["instances"]
     return data if isinstance(data, list) else [data]
@@ -280,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         return _cli(sys.argv[1:] if argv is None else argv)
     except (InputError, ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. --model in a folder that cannot be created
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
 
 

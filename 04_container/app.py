@@ -88,6 +88,8 @@ def _json_body() -> dict[str, Any]:
         body = json.loads(request.get_data(cache=True))
     except ValueError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
@@ -208,9 +210,12 @@ def _register_test_routes(app: Flask) -> None:
         """Hold a worker busy (failure tests only)."""
         seconds = request.args.get("seconds", "1")
         try:
-            time.sleep(min(float(seconds), 600))
+            duration = min(float(seconds), 600)
         except ValueError:
             raise BadRequest("seconds must be a number") from None
+        # Logged on entry, so a test knows the request is in flight before it signals.
+        log.info("test endpoint: sleeping %.1f s (pid %d)", duration, os.getpid())
+        time.sleep(duration)
         return jsonify(slept=float(seconds), pid=os.getpid())
 
     @app.get("/_test/fail")
@@ -252,8 +257,10 @@ def _requested_outputs(body: dict[str, Any], outputs: dict[str, Any]) -> list[st
     requested = body.get("outputs")
     if requested is None:
         return list(outputs)
-    if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
-        raise BadRequest("'outputs' must be a list of objects with a 'name'")
+    if not isinstance(requested, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+    ):
+        raise BadRequest("'outputs' must be a list of objects with a 'name' string")
     names = [o.get("name") for o in requested]
     unknown = [n for n in names if n not in outputs]
     if unknown:

@@ -132,7 +132,7 @@ class Layer:
 
     def __init__(self, model_path: Path, port: int | None = None):
         self.model_path = Path(model_path)
-        self.port = port or free_port()
+        self.port = free_port() if port is None else port
         self.base_url = f"http://{LOOPBACK}:{self.port}"
 
     # --- lifecycle ------------------------------------------------------------

@@ -133,6 +133,8 @@ BAD = [
     ("post", "/v2/models/iris/infer", {"json": tensor([ROW], shape=[2, 4])}, 400, "needs 8 values, got 4"),
     ("post", "/v2/models/iris/infer", {"json": tensor([ROW] * 51)}, 413, "limit is 50"),
     ("post", "/v2/models/iris/infer", {"json": {**tensor([ROW]), "outputs": [{"name": "x"}]}}, 400, "unknown output"),
+    ("post", "/v2/models/iris/infer", {"json": {**tensor([ROW]), "outputs": [{"name": []}]}}, 400, "'name' string"),
+    ("post", "/predict", {"data": "[" * 50_000, "content_type": "application/json"}, 400, "nested too deeply"),
 ]  # fmt: skip
 
 

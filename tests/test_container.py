@@ -112,7 +112,8 @@ def test_killing_pid_1_the_restart_policy_brings_it_back(served, golden):
 def test_docker_stop_is_graceful(served):
     """Last test on the shared container: SIGTERM lets an in-flight request finish, exit code 0."""
     in_flight = send_in_background("GET", f"{served.base_url}/_test/sleep?seconds=2", timeout=30)
-    time.sleep(0.5)  # let a worker accept it; the assertion below proves it was in flight
+    # a worker logs this on entry: the request is in flight before the signal
+    assert wait_until(lambda: "test endpoint: sleeping" in served.log(), 10), "the slow request never started"
     stop_at = time.monotonic()
     exit_code = served.stop()
     stopped_s = time.monotonic() - stop_at

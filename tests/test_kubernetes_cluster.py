@@ -18,6 +18,7 @@ from harness.cluster import NAMESPACE
 from harness.cluster import build_model_image
 from harness.cluster import kubectl
 from harness.cluster import ready_endpoints
+from harness.golden import mismatches
 from harness.load import LoadRun
 from harness.load import wait_until
 
@@ -29,11 +30,11 @@ def deployment_status() -> dict:
     return json.loads(kubectl("get", "deployment", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))["status"]
 
 
-def test_rollout_completes_and_serves_through_the_service(cluster):
+def test_rollout_completes_and_serves_through_the_service(cluster, golden):
     status = deployment_status()
     assert status.get("readyReplicas", 0) >= 2, status
     assert ready_endpoints() >= 2
-    assert cluster.predict([{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}])
+    assert mismatches(cluster.predict(golden["inputs"])["predictions"], golden) == []
 
 
 def test_deleting_a_pod_under_load_loses_no_request(cluster):

@@ -124,6 +124,7 @@ def test_cli_predicts_json_rows_from_stdin(model_v1, golden):
         ([], '[{"sepal_length": "1", "sepal_width": 1, "petal_length": 1, "petal_width": 1}]', "must be a number"),
         ([], '[{"sepal_length": true, "sepal_width": 1, "petal_length": 1, "petal_width": 1}]', "must be a number"),
         ([], "[]", "non-empty list"),
+        ([], "[" * 50_000, "nested too deeply"),
     ],
 )
 def test_cli_bad_input_is_one_line(model_v1, args, stdin, message):
@@ -140,6 +141,19 @@ def test_cli_missing_or_tampered_model_is_one_line(tmp_path, fresh_model):
     fresh_model.write_bytes(b"garbage")
     tampered = cli("verify", model=fresh_model)
     assert tampered.returncode == 2 and "SHA-256" in tampered.stderr and tampered.stderr.count("\n") == 1
+
+
+def test_cli_unwritable_model_path_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = cli("train", model=tmp_path / "a-file" / "iris.joblib")
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_metadata_that_is_not_an_object_is_refused(iris, fresh_model):
+    fresh_model.with_suffix(".json").write_text("[1, 2]")
+    with pytest.raises(iris.ArtifactError, match="unreadable metadata"):
+        iris.load(fresh_model)
 
 
 def test_cli_train_verify_install_round_trip(tmp_path):

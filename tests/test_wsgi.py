@@ -233,7 +233,8 @@ def test_sigterm_finishes_the_request_in_flight(fresh_model):
         with LoadRun(layer.base_url, clients=2, max_seconds=30) as run:
             assert run.wait_for(lambda r: r.total >= 50, 10), "no load went through before SIGTERM"
             slow = send_in_background("GET", layer.base_url + "/_test/sleep?seconds=2", timeout=30)
-            time.sleep(0.5)  # let a worker accept it; the assertion below proves it was in flight
+            # a worker logs this on entry: the request is in flight before the signal
+            assert wait_until(lambda: "test endpoint: sleeping" in layer.log(), 10), "the slow request never started"
             term_at = time.monotonic()
             code = layer.stop(timeout=graceful_timeout + 10)
             stopped_s = time.monotonic() - term_at
