@@ -72,17 +72,52 @@ stage-4-down: ## stop (gracefully) and remove the stage-04 container
 base-image: ## python:3.11-slim without a registry: pull it, else build a stand-in from Debian packages
 	bash scripts/build_base_image.sh
 
+# Stage 05 runs on kind where kind is installed, else on the local cluster built
+# from Kubernetes' Go modules (scripts/local-cluster: for machines where no
+# registry answers). CLUSTER=kind or CLUSTER=local chooses.
+CLUSTER ?= $(if $(shell command -v kind),kind,local)
+LOCAL_CLUSTER := scripts/local-cluster/cluster.sh
+export CLUSTER
+
 .PHONY: stage-5
-stage-5: $(STAMP) ## stage 05: the stage-04 image on a local kind cluster, one prediction via 127.0.0.1:8000 (the Service)
+stage-5: $(STAMP) ## stage 05: the stage-04 image on Kubernetes (kind, else the local cluster), one prediction via 127.0.0.1:8000
+ifeq ($(CLUSTER),kind)
 	@KUBECTL=$(VENV)/bin/kubectl bash $(STAGE_5)/kind.sh check
 	@echo "building the stage-04 image (reused when 04_container/ is unchanged)..."
 	@IMAGE=$$($(PY) -m harness.cluster image) && \
 	KUBECTL=$(VENV)/bin/kubectl bash $(STAGE_5)/kind.sh up "$$IMAGE" && \
 	bash $(STAGE_5)/kind.sh predict
+else ifeq ($(CLUSTER),local)
+	@bash $(LOCAL_CLUSTER) check
+	@echo "building the stage-04 image (reused when 04_container/ is unchanged)..."
+	@IMAGE=$$($(PY) -m harness.cluster image) && \
+	bash $(LOCAL_CLUSTER) up "$$IMAGE" && \
+	bash $(LOCAL_CLUSTER) predict
+	@bash $(LOCAL_CLUSTER) env | sed 's/^/kubectl needs: /'
+else
+	@echo "CLUSTER must be kind or local, got '$(CLUSTER)'"; exit 2
+endif
 
 .PHONY: stage-5-down
-stage-5-down: ## delete the kind cluster of stage 05
+stage-5-down: ## remove stage 05: delete the kind cluster, or the app from the local cluster
+ifeq ($(CLUSTER),kind)
 	bash $(STAGE_5)/kind.sh down
+else
+	@KUBECONFIG=$$(bash $(LOCAL_CLUSTER) env | cut -d= -f2) $(VENV)/bin/kubectl delete namespace iris-serving \
+	  --ignore-not-found 2>/dev/null || echo "the local cluster is not running: nothing to remove"
+endif
+
+.PHONY: cluster-build
+cluster-build: ## build the local cluster from Kubernetes' Go modules (cached in ~/.cache; 15-30 min the first time)
+	bash scripts/local-cluster/build.sh
+
+.PHONY: cluster-up
+cluster-up: ## start the local single-node cluster (builds what is missing first; idempotent; root)
+	bash $(LOCAL_CLUSTER) up
+
+.PHONY: cluster-down
+cluster-down: ## stop the local cluster and remove every trace (processes, pods, mounts, interfaces, iptables rules)
+	bash $(LOCAL_CLUSTER) down
 
 .PHONY: tour
 tour: $(STAMP) ## start here: the same request to every layer this machine can run, then the scorecard (~1 min)

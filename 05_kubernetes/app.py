@@ -81,7 +81,10 @@ def _model(app: Flask) -> iris.LoadedModel:
 
 
 def _json_body() -> dict[str, Any]:
-    if not request.is_json:
+    # V2 clients (tritonclient.http) send their JSON with no Content-Type at all; the protocol
+    # asks for none. So a body without a Content-Type is read as JSON, on /predict too (one rule
+    # for both); a body that says it is something else is refused.
+    if request.content_type and not request.is_json:
         raise UnsupportedMediaType(f"Content-Type must be application/json, got {request.content_type!r}")
     try:
         # get_data enforces MAX_CONTENT_LENGTH (413) before anything is parsed.

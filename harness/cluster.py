@@ -1,11 +1,14 @@
-"""Stage 05 in the harness: the rendered Kubernetes manifests, and the kind cluster as a Layer.
+"""Stage 05 in the harness: the rendered Kubernetes manifests, and a real cluster as a Layer.
 
 The manifests are read the way the cluster reads them: rendered by the
 kustomize built into kubectl (the one in .venv, the same version everywhere).
 ``docker_run_args`` turns the Deployment's container spec into the equivalent
 ``docker run``, so the stage-04 image can be checked against the manifest
-without a cluster. ``Cluster`` drives a real kind cluster through
-05_kubernetes/kind.sh, the script `make stage-5` runs.
+without a cluster. ``Cluster`` drives a real cluster through the script
+`make stage-5` runs: 05_kubernetes/kind.sh on kind, or
+scripts/local-cluster/cluster.sh on the local cluster built from Kubernetes'
+Go modules (where no registry answers). ``CLUSTER=kind|local`` chooses; by
+default kind where a ``kind`` binary exists, else the local cluster.
 
     python -m harness.cluster image   # build (or reuse) the stage-04 image, print its tag
 """
@@ -32,15 +35,22 @@ from harness.container import build_image
 from harness.container import docker
 from harness.layers import BIN
 from harness.layers import LOOPBACK
+from harness.layers import ROOT
 from harness.layers import STAGES
 from harness.layers import Layer
 from harness.layers import LayerError
+from harness.layers import cpu_seconds
 from harness.layers import free_port
 from harness.layers import model_module
+from harness.layers import process_memory
 from harness.layers import wait_ready
+from harness.load import wait_until
 
 K8S = STAGES[5] / "k8s"
 KIND_SCRIPT = STAGES[5] / "kind.sh"
+LOCAL_SCRIPT = ROOT / "scripts" / "local-cluster" / "cluster.sh"
+# Where the local cluster keeps its state, kubeconfig included (scripts/local-cluster/cluster.sh).
+LOCAL_KUBECONFIG = Path(os.environ.get("CLUSTER_STATE", "/var/lib/model-serving-cluster")) / "admin.kubeconfig"
 # The Kubernetes version of the pinned kind node image (k8s/kind/kind-cluster.yaml):
 # manifests are validated against this version's API schemas.
 KUBERNETES_VERSION = "1.37.0"
@@ -59,11 +69,28 @@ def kubectl_path() -> str:
     return str(venv) if venv.exists() else (shutil.which("kubectl") or "kubectl")
 
 
+def flavour() -> str:
+    """Which cluster stage 05 runs on: ``CLUSTER`` (kind or local), else kind where kind is installed."""
+    choice = os.environ.get("CLUSTER", "")
+    if choice not in ("", "kind", "local"):
+        raise LayerError(f"CLUSTER must be 'kind' or 'local', got {choice!r}")
+    return choice or ("kind" if shutil.which("kind") else "local")
+
+
+def cluster_env() -> dict[str, str]:
+    """The environment for kubectl and the cluster scripts: the local cluster's kubeconfig when it is the one."""
+    env = {**os.environ, "KUBECTL": kubectl_path(), "KIND_CLUSTER": CLUSTER_NAME}
+    if flavour() == "local" and "KUBECONFIG" not in os.environ:
+        env["KUBECONFIG"] = str(LOCAL_KUBECONFIG)
+    return env
+
+
 def kubectl(*args: str, timeout: float = 60, check: bool = True, stdin: str | None = None) -> str:
     """Run kubectl and return stdout; a failure raises LayerError with kubectl's own message."""
     proc = subprocess.run(
-        [kubectl_path(), *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-    )
+        [kubectl_path(), *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+        env=cluster_env(),
+    )  # fmt: skip
     if check and proc.returncode != 0:
         raise LayerError(f"kubectl {' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout
@@ -244,21 +271,30 @@ def terminate_like_kubelet(name: str, objects: list[dict[str, Any]]) -> dict[str
 
 
 def cluster_reachable() -> tuple[bool, str]:
-    """Whether a Kubernetes API answers with the current kubeconfig, and why not."""
-    if shutil.which("kind") is None and not os.environ.get("KIND_CLUSTER"):
-        hint = " (no kind binary on PATH)"
-    else:
-        hint = ""
+    """Whether the stage-05 cluster (``flavour()``) answers, and why not, in one line."""
+    try:
+        which = flavour()
+    except LayerError as exc:
+        return False, str(exc)
+    if which == "local":
+        check = subprocess.run(["bash", str(LOCAL_SCRIPT), "check"], capture_output=True, text=True, timeout=60)
+        if check.returncode != 0:
+            return False, (check.stdout + check.stderr).strip().splitlines()[-1]
+        if not LOCAL_KUBECONFIG.exists():
+            return False, "the local cluster is not running (start it with: make cluster-up)"
+    elif shutil.which("kind") is None:
+        return False, "CLUSTER=kind but no kind binary on PATH"
     try:
         proc = subprocess.run(
-            [kubectl_path(), "cluster-info", "--request-timeout=5s"], capture_output=True, text=True, timeout=15
-        )
+            [kubectl_path(), "cluster-info", "--request-timeout=5s"], capture_output=True, text=True, timeout=15,
+            env=cluster_env(),
+        )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"kubectl cluster-info failed: {exc}{hint}"
+        return False, f"kubectl cluster-info failed: {exc}"
     if proc.returncode != 0:
         first = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return False, f"no reachable Kubernetes cluster: {first}{hint}"
-    return True, proc.stdout.strip().splitlines()[0]
+        return False, f"no reachable Kubernetes cluster ({which}): {first}"
+    return True, f"{which}: {proc.stdout.strip().splitlines()[0]}"
 
 
 def pods(selector: str = "app.kubernetes.io/name=iris-serving") -> list[dict[str, Any]]:
@@ -271,6 +307,59 @@ def ready_endpoints() -> int:
     selector = f"kubernetes.io/service-name={DEPLOYMENT}"
     slices = json.loads(kubectl("get", "endpointslices", "-n", NAMESPACE, "-l", selector, "-o", "json"))["items"]
     return sum(1 for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready", False))
+
+
+# The cluster's own processes (scripts/local-cluster/cluster.sh writes a PID file for each).
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
+                 "containerd")  # fmt: skip
+LOCAL_RUN = Path("/run/model-serving-cluster")
+# What the namespace holds once stage 05 is applied: ours and what the controllers made from them.
+NAMESPACED_KINDS = "deployments,replicasets,pods,services,endpointslices,configmaps,hpa,pdb,serviceaccounts"
+
+
+def control_plane_pids() -> dict[str, int]:
+    """Host PID of each process of the cluster itself (on kind: inside the node container, but for containerd)."""
+    found = {}
+    if flavour() == "local":
+        for name in CONTROL_PLANE:
+            with contextlib.suppress(OSError, ValueError):
+                pid = int((LOCAL_RUN / f"{name}.pid").read_text())
+                if Path(f"/proc/{pid}").exists():
+                    found[name] = pid
+        return found
+    for proc in Path("/proc").glob("[0-9]*"):  # kind: the node's processes are visible from the host
+        with contextlib.suppress(OSError):
+            name = (proc / "comm").read_text().strip()
+            if name in CONTROL_PLANE[:-1] and name not in found:
+                found[name] = int(proc.name)
+    return found
+
+
+def control_plane_cost(seconds: float = 10.0) -> dict[str, Any]:
+    """What the cluster itself costs with stage 05 idle: memory (PSS) and CPU of its processes over ``seconds``."""
+    pids = control_plane_pids()
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    time.sleep(seconds)
+    per_process = {
+        name: {
+            "pss_mib": round(process_memory(pid)["pss"] / 2**20, 1),
+            "cpu_cores": round((cpu_seconds(pid) - before[name]) / seconds, 3),
+        }
+        for name, pid in pids.items()
+    }
+    objects = kubectl("get", NAMESPACED_KINDS, "-n", NAMESPACE, "-o", "name").split()
+    return {
+        "flavour": flavour(),
+        "processes": per_process,
+        "pss_mib": round(sum(p["pss_mib"] for p in per_process.values()), 1),
+        "cpu_cores": round(sum(p["cpu_cores"] for p in per_process.values()), 3),
+        "idle_seconds": seconds,
+        "objects_in_namespace": len(objects),
+        "objects_by_kind": {
+            kind: sum(o.startswith(kind + "/") for o in objects) for kind in sorted({o.split("/")[0] for o in objects})
+        },
+        "yaml_lines": sum(config_lines().values()),
+    }
 
 
 def build_model_image(base_image: str, model: Path, tag: str) -> str:
@@ -292,18 +381,61 @@ def build_model_image(base_image: str, model: Path, tag: str) -> str:
     return tag
 
 
-class Cluster(Layer):
-    """Stage 05: the stage-04 image as a Deployment on a local kind cluster.
+def container_pids(pod: dict[str, Any]) -> list[int]:
+    """Host PIDs of the pod's (only) container, its PID 1 first.
 
-    ``start`` creates (or reuses) the cluster, loads the image and applies the
-    manifests (05_kubernetes/kind.sh up); requests go to the Service's NodePort
-    on 127.0.0.1, so every ready pod gets its share. ``crash`` force-deletes a
-    pod (SIGKILL, no grace: the analogue of the other layers' crash);
+    The pods' processes are processes of this machine (on kind, inside the node
+    container, still visible here): each sits in a cgroup named after its
+    container ID, which the pod's status gives.
+    """
+    statuses = pod["status"].get("containerStatuses") or []
+    if not statuses or not statuses[0].get("containerID"):
+        return []
+    container_id = statuses[0]["containerID"].split("://", 1)[1]
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if container_id in (proc / "cgroup").read_text():
+                pids.append(int(proc.name))
+        except OSError:  # the process ended meanwhile
+            continue
+
+    # PID 1 of the container is the one whose parent (the runtime's shim) is outside it.
+    def parent(pid: int) -> int:
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return -1
+
+    return sorted(pids, key=lambda pid: (parent(pid) in pids, pid))
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    return sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses") or [])
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod["status"].get("conditions") or []
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in conditions
+    )
+
+
+class Cluster(Layer):
+    """Stage 05: the stage-04 image as a Deployment on a real cluster (kind, or the local one).
+
+    ``start`` loads the image and applies the manifests with the script `make
+    stage-5` runs (kind.sh creates or reuses the kind cluster; the local
+    cluster must be up: `make cluster-up`). Requests go to the Service's
+    NodePort on 127.0.0.1:8000, so every ready pod gets its share.
+    ``crash`` SIGKILLs one pod's serving process (gunicorn's master, the
+    container's PID 1), as the other layers' crash kills theirs: the kubelet
+    restarts the container. ``force_delete_pod`` removes a pod without grace;
     ``delete_pod`` is the graceful deletion a node drain or eviction does.
     ``upgrade`` builds an image with the new model and rolls it out.
     """
 
-    stage, name = 5, "05 Kubernetes (kind)"
+    stage = 5
     upgrade_mechanism = "new image tag, rolling update (maxSurge 1, maxUnavailable 0)"
     recovery_window = 90.0  # a replacement pod: schedule, start, load the model, pass readiness
 
@@ -311,15 +443,18 @@ class Cluster(Layer):
         # The model is the one baked into the image; model_path is kept for the interface.
         super().__init__(model_path or Path("baked-into-image"), port=HOST_PORT)
         self.image = image or os.environ.get("IMAGE", "")
+        self.flavour = flavour()
+        self.name = f"05 Kubernetes ({self.flavour})"
+        self._full_strength = 2
 
     def script(self, *args: str, timeout: float = 900) -> str:
-        """Run 05_kubernetes/kind.sh with ``args``; its output, or LayerError with the tail of it."""
-        env = {**os.environ, "KUBECTL": kubectl_path(), "KIND_CLUSTER": CLUSTER_NAME}
+        """Run the cluster's script (kind.sh or cluster.sh) with ``args``; its output, or LayerError."""
+        path = KIND_SCRIPT if self.flavour == "kind" else LOCAL_SCRIPT
         proc = subprocess.run(
-            ["bash", str(KIND_SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+            ["bash", str(path), *args], capture_output=True, text=True, timeout=timeout, env=cluster_env(), check=False
         )
         if proc.returncode != 0:
-            raise LayerError(f"kind.sh {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+            raise LayerError(f"{path.name} {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
         return proc.stdout
 
     def start(self, timeout: float = 900.0) -> float:
@@ -334,41 +469,57 @@ class Cluster(Layer):
         """Remove the application; the cluster stays for the next run (`make stage-5-down` deletes it)."""
         kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=180, check=False)
 
-    def serving_pods(self) -> list[str]:
-        """Names of the pods that are running and not being deleted."""
-        return [
-            p["metadata"]["name"]
-            for p in pods()
-            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    def serving_pods(self) -> list[dict[str, Any]]:
+        """The pods that are running and not being deleted, oldest first."""
+        running = [
+            p for p in pods() if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
         ]
+        return sorted(running, key=lambda p: p["metadata"]["creationTimestamp"])
+
+    def at_full_strength(self) -> bool:
+        """As many ready pods, and ready Service endpoints, as before the last disruption."""
+        return sum(is_ready(p) for p in pods()) >= self._full_strength and ready_endpoints() >= self._full_strength
 
     def crash(self) -> None:
-        serving = self.serving_pods()
-        self._killed = (serving[0], ready_endpoints())
-        kubectl("delete", "pod", "-n", NAMESPACE, serving[0], "--grace-period=0", "--force", "--wait=false")
+        """SIGKILL the serving process (gunicorn's master, PID 1) of the oldest pod."""
+        pod = self.serving_pods()[0]
+        self._full_strength = ready_endpoints()
+        self._killed = (pod["metadata"]["name"], restarts(pod))
+        pid = container_pids(pod)[0]
+        os.kill(pid, 9)
 
     def wait_recovered(self, timeout: float) -> float | None:
-        """Seconds until a replacement pod is ready and the Service has as many endpoints as before."""
+        """Seconds until the killed pod's container has restarted and the Service is at full strength again."""
+        name, before = self._killed
+
+        def recovered() -> bool:
+            pod = next((p for p in pods() if p["metadata"]["name"] == name), None)
+            restarted = pod is None or restarts(pod) > before
+            return restarted and self.at_full_strength()
+
         start = time.monotonic()
-        killed, endpoints = self._killed
-        while time.monotonic() - start < timeout:
-            if killed not in self.serving_pods() and ready_endpoints() >= endpoints:
-                return time.monotonic() - start
-            time.sleep(0.5)
-        return None
+        return time.monotonic() - start if wait_until(recovered, timeout=timeout, interval=0.5) else None
+
+    def force_delete_pod(self) -> str:
+        """Delete the oldest pod with no grace (its processes are killed at once); return its name."""
+        name = self.serving_pods()[0]["metadata"]["name"]
+        self._full_strength = ready_endpoints()
+        kubectl("delete", "pod", "-n", NAMESPACE, name, "--grace-period=0", "--force", "--wait=false")
+        return name
 
     def delete_pod(self, wait: bool = True) -> str:
         """Delete one pod gracefully (preStop, SIGTERM, grace period); return its name."""
-        name = self.serving_pods()[0]
+        name = self.serving_pods()[0]["metadata"]["name"]
+        self._full_strength = ready_endpoints()
         kubectl("delete", "pod", "-n", NAMESPACE, name, f"--wait={str(wait).lower()}", timeout=120)
         return name
 
     def upgrade(self, new_model: Path) -> None:
         image = build_model_image(self.image, Path(new_model), f"iris-serving:model-{int(time.time())}")
-        self.script("deploy", image)
+        self.rollout(image)
 
     def rollout(self, image: str) -> None:
-        """Roll the Deployment to ``image`` (loaded into kind first) and wait for it."""
+        """Roll the Deployment to ``image`` (loaded into the cluster first) and wait for it."""
         self.script("deploy", image)
 
     def scale(self, replicas: int, timeout: float = 180) -> None:
@@ -378,7 +529,8 @@ class Cluster(Layer):
                 timeout=timeout + 30)  # fmt: skip
 
     def serving_pids(self) -> list[int]:
-        raise NotImplementedError("pods run inside the kind node; measure them with `kubectl top pods`")
+        """Every process of every serving pod (gunicorn master and workers), as host PIDs."""
+        return [pid for pod in self.serving_pods() for pid in container_pids(pod)]
 
 
 def _cli(argv: list[str]) -> int:

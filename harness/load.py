@@ -82,6 +82,20 @@ class LoadReport:
         recovered = [o.end for o in self.outcomes if o.ok and o.start >= last - 1e-3]
         return (min(recovered) - first) if recovered else None
 
+    def longest_stall(self) -> float:
+        """The longest time without a successful answer: the widest gap between two successes ending.
+
+        A layer can fail no request and still stall (a request waiting for a
+        worker that is being replaced); failed requests alone would hide it.
+        """
+        ends = sorted(o.end for o in self.outcomes if o.ok)
+        edges = [self.started, *ends] + ([self.ended] if self.ended else [])
+        return max((b - a for a, b in zip(edges, edges[1:], strict=False)), default=0.0)
+
+    def slowest(self) -> float:
+        """The slowest successful request, in seconds."""
+        return max((o.end - o.start for o in self.outcomes if o.ok), default=0.0)
+
     def failure_kinds(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for o in self.outcomes:
@@ -107,6 +121,8 @@ class LoadReport:
             "failure_kinds": self.failure_kinds(),
             "downtime_s": None if downtime is None else round(downtime, 3),
             "recovered": downtime is not None,
+            "longest_stall_s": round(self.longest_stall(), 3),
+            "slowest_s": round(self.slowest(), 3),
             "versions": self.versions,
             "duration_s": round(self.ended - self.started, 3),
         }

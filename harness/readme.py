@@ -98,6 +98,13 @@ def render(name: str, results: dict[str, Any]) -> str:
         lines.insert(2, throughput + ".")
         if "image_mib" in cost:
             lines.append(f"- Image: {cost['image_mib']} MiB.")
+        if "cluster" in cost:
+            c = cost["cluster"]
+            lines.append(
+                f"- The cluster itself ({c['flavour']}), idle for {c['idle_seconds']:.0f} s: {c['pss_mib']} MiB PSS"
+                f" and {c['cpu_cores']} CPU cores in {len(c['processes'])} processes ({', '.join(c['processes'])});"
+                f" {c['objects_in_namespace']} objects in the namespace from {c['yaml_lines']} lines of YAML."
+            )
     lines.append(f"- ({_machine(results)}; rerun `make scorecard` to refresh.)")
     return "\n".join(lines) + "\n"
 

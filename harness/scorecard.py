@@ -80,7 +80,8 @@ def environment() -> dict[str, Any]:
     }.items():
         if shutil.which(tool):
             out = subprocess.run(args, capture_output=True, text=True, timeout=20)
-            tools[tool] = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
+            # A Docker client without an engine prints an empty server version: keep "" then.
+            tools[tool] = next(iter((out.stdout.strip() or out.stderr.strip()).splitlines()), "")
     return {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpus_usable": len(os.sched_getaffinity(0)),
@@ -123,6 +124,11 @@ def measure_stage(stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS) 
             result["upgrade"] = scenarios.upgrade(layer, v2)
             say(f"[{layer.name}] crash under load")
             result["crash"] = scenarios.crash(layer)
+        if stage == 5:
+            from harness.cluster import control_plane_cost
+
+            say(f"[{layer.name}] the cluster's own cost at idle")
+            cluster_cost = control_plane_cost()
     finally:
         layer.stop()
     result["cost"] = {**scenarios.stage_diff(stage), **scenarios.dependencies(stage)}
@@ -130,6 +136,8 @@ def measure_stage(stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS) 
         from harness.container import image_size
 
         result["cost"]["image_mib"] = round(image_size(layer.image) / 2**20, 1)
+    if stage == 5:
+        result["cost"]["cluster"] = cluster_cost
     say(f"[{layer.name}] done")
     return result
 

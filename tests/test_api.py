@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sys
 
 import pytest
@@ -103,6 +105,19 @@ def test_openapi_document_lists_every_route(client, app):
     }
     documented = {path.replace("{name}/ready", "iris/ready") for path in doc["paths"]}
     assert routes == documented, f"undocumented: {routes - documented}; no such route: {documented - routes}"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "key"),
+    [("/v2/models/iris/infer", {"id": "no-header", "inputs": None}, "outputs"), ("/predict", None, "predictions")],
+)
+def test_json_without_a_content_type_is_read_as_json(client, path, body, key):
+    """What V2 clients (tritonclient.http) send: JSON with no Content-Type header at all."""
+    payload = {"instances": [ROW]} if body is None else {**tensor([ROW]), "id": body["id"]}
+    response = client.post(path, data=json.dumps(payload))
+    assert response.request.content_type is None
+    assert response.status_code == 200, response.get_json()
+    assert key in response.get_json()
 
 
 BAD = [

@@ -1,24 +1,41 @@
-"""Stage 05 on a real cluster (kind): what Kubernetes adds, measured under load.
+"""Stage 05 on a real cluster: what Kubernetes adds, measured under load.
 
-These run where a cluster answers (a laptop with kind, the hosted CI's kind
-job: `make stage-5` then `pytest -m cluster`) and skip with the reason
-elsewhere. Requests go to the Service's NodePort on 127.0.0.1 (published by
-kind), so the Service's load balancing is part of every measurement.
+These run wherever a cluster answers: the local cluster `.ci/run` starts
+(`make cluster-up`), or kind (`make stage-5`). Without one they skip with the
+reason, and under CI=true they fail. Requests go to the Service's NodePort on
+127.0.0.1:8000, so the Service's load balancing is part of every measurement.
+Each test prints its figures (run with -s to see them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import requests
 
+from harness import scenarios
 from harness.cluster import DEPLOYMENT
+from harness.cluster import K8S
 from harness.cluster import NAMESPACE
 from harness.cluster import build_model_image
+from harness.cluster import cluster_env
+from harness.cluster import flavour
+from harness.cluster import is_ready
 from harness.cluster import kubectl
+from harness.cluster import kubectl_path
+from harness.cluster import pods
 from harness.cluster import ready_endpoints
+from harness.cluster import restarts
 from harness.golden import mismatches
+from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
 from harness.load import wait_until
 
@@ -26,26 +43,112 @@ from harness.load import wait_until
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 
-def deployment_status() -> dict:
-    return json.loads(kubectl("get", "deployment", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))["status"]
+def deployment() -> dict:
+    return json.loads(kubectl("get", "deployment", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))
+
+
+def ready_pods() -> list[dict]:
+    return [p for p in pods() if is_ready(p)]
+
+
+def image_of(pod: dict) -> str:
+    return pod["spec"]["containers"][0]["image"]
+
+
+def versions_answering(base_url: str, requests_count: int = 20) -> set[str]:
+    """The model versions that answer ``requests_count`` fresh requests through the Service."""
+    seen = set()
+    for _ in range(requests_count):
+        answer = requests.post(f"{base_url}/predict", json={"instances": [EXAMPLE_ROW]}, timeout=10)
+        answer.raise_for_status()
+        seen.add(answer.json()["model_version"])
+    return seen
+
+
+@contextlib.contextmanager
+def overlay(image: str, server_env: dict[str, str]) -> Iterator[None]:
+    """Apply stage 05 with ``server_env`` merged into server.env (same image), then restore it.
+
+    What a reader does to change a setting: edit server.env and `kubectl apply
+    -k`. The configMapGenerator gives the ConfigMap a new name (a hash of its
+    content), so the Deployment's pod template changes and the pods roll.
+    """
+    tag = image.split(":", 1)[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        changed, restored = Path(tmp) / "changed", Path(tmp) / "restored"
+        for folder, env in ((changed, server_env), (restored, {})):
+            folder.mkdir()
+            (folder / "extra.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+            generator = "configMapGenerator:\n  - name: iris-config\n    behavior: merge\n    envs: [extra.env]\n"
+            (folder / "kustomization.yaml").write_text(
+                f"resources: [{os.path.relpath(K8S / flavour(), folder)}]\n"
+                f"images:\n  - name: iris-serving\n    newTag: {tag}\n" + (generator if env else "")
+            )
+        rollout = ("rollout", "status", "deployment", DEPLOYMENT, "-n", NAMESPACE, "--timeout=240s")
+        kubectl("apply", "-k", str(changed), timeout=60)
+        kubectl(*rollout, timeout=270)
+        try:
+            yield
+        finally:
+            kubectl("apply", "-k", str(restored), timeout=60)
+            kubectl(*rollout, timeout=270)
 
 
 def test_rollout_completes_and_serves_through_the_service(cluster, golden):
-    status = deployment_status()
+    status = deployment()["status"]
     assert status.get("readyReplicas", 0) >= 2, status
     assert ready_endpoints() >= 2
     assert mismatches(cluster.predict(golden["inputs"])["predictions"], golden) == []
+    print("\n" + kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide"))
 
 
-def test_deleting_a_pod_under_load_loses_no_request(cluster):
+def test_restricted_pod_security_rejects_a_privileged_pod(cluster):
+    """The namespace enforces the "restricted" standard: the API server refuses the pod itself."""
+    image = image_of(ready_pods()[0])
+    proc = subprocess.run(
+        [kubectl_path(), "run", "privileged-probe", "-n", NAMESPACE, f"--image={image}", "--restart=Never",
+         "--privileged", "--dry-run=server", "--command", "--", "true"],
+        capture_output=True, text=True, timeout=60, env=cluster_env(),
+    )  # fmt: skip
+    print(f"\nkubectl run --privileged: {proc.stderr.strip()}")
+    assert proc.returncode != 0, proc.stdout
+    assert "violates PodSecurity" in proc.stderr and "restricted" in proc.stderr, proc.stderr
+
+
+def test_sigkill_of_the_serving_process_is_repaired_by_the_kubelet(cluster):
+    """The same event as every layer's crash: SIGKILL of the process that serves, in one pod."""
+    report = scenarios.crash(cluster)
+    print(f"\nSIGKILL of one pod's gunicorn master under load: {report}")
+    assert report["recovered"], f"the Service was not back at full strength within {report['observed_s']} s"
+    # The other pod keeps serving: the Service never goes dark.
+    assert report["longest_stall_s"] < report["observed_s"], report
+
+
+def test_force_deleting_a_pod_is_repaired_by_the_deployment(cluster):
+    with LoadRun(cluster.base_url, clients=4, max_seconds=150) as run:
+        assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
+        started = time.monotonic()
+        deleted = cluster.force_delete_pod()
+        back = wait_until(
+            lambda: cluster.at_full_strength() and deleted not in [p["metadata"]["name"] for p in pods()],
+            timeout=120, interval=0.5,
+        )  # fmt: skip
+        took = time.monotonic() - started
+    summary = run.report.summary()
+    print(f"\nforce-deleted {deleted} under load; back at full strength after {took:.1f} s: {summary}")
+    assert back, f"no replacement ready within 120 s: {[p['metadata']['name'] for p in pods()]}"
+    assert summary["recovered"], summary
+
+
+def test_deleting_a_pod_gracefully_under_load_loses_no_request(cluster):
     with LoadRun(cluster.base_url, clients=4, max_seconds=120) as run:
         assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
         deleted = cluster.delete_pod(wait=True)  # preStop, SIGTERM, graceful exit
-        cluster.scale(2)  # waits until the replacement is ready
+        assert wait_until(cluster.at_full_strength, timeout=90, interval=0.5), "no replacement became ready"
         before = run.count()
         run.wait_for(lambda r: r.total >= before + 50, timeout=30)
     summary = run.report.summary()
-    print(f"\ndeleted {deleted} under load: {summary}")
+    print(f"\ndeleted {deleted} gracefully under load: {summary}")
     assert summary["failed"] == 0, summary
 
 
@@ -54,44 +157,147 @@ def test_rolling_update_to_model_v2_under_load_loses_no_request(cluster, model_v
     with LoadRun(cluster.base_url, clients=4, max_seconds=300) as run:
         assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
         started = time.monotonic()
-        cluster.rollout(image)  # kind load, apply with the new tag, wait for the rollout
+        cluster.rollout(image)  # import the image, apply with its tag, wait for the rollout
         rollout_s = time.monotonic() - started
         before = run.count()
         run.wait_for(lambda r: r.total >= before + 50, timeout=30)
     summary = run.report.summary()
-    print(f"\nrolling update to v2 in {rollout_s:.1f} s under load: {summary}")
+    serving = ready_pods()
+    print(
+        f"\nrolling update to v2 in {rollout_s:.1f} s under load: {summary['failed']} failed of"
+        f" {summary['requests']}, longest stall {summary['longest_stall_s']} s, slowest request"
+        f" {summary['slowest_s']} s, versions answering {summary['versions']}"
+    )
     assert summary["failed"] == 0, summary
-    assert run.report.last_version() == "2", summary
     assert {"1", "2"} <= summary["versions"].keys(), "both versions answered during the rollout"
+    new_tag = deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert len(serving) >= 2 and all(image_of(p) == new_tag for p in serving), [image_of(p) for p in serving]
+    assert versions_answering(cluster.base_url) == {"2"}, "every pod serves version 2 after the rollout"
 
 
-def test_scaling_to_three_replicas_adds_a_ready_endpoint(cluster):
+@pytest.fixture(scope="module")
+def test_endpoints(cluster):
+    """The pods with TEST_ENDPOINTS=1 and a long gunicorn timeout: a server.env change, no new image."""
+    image = image_of(ready_pods()[0])
+    before = {p["metadata"]["name"] for p in pods()}
+    config_before = deployment()["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
     started = time.monotonic()
-    cluster.scale(3)
-    took = time.monotonic() - started
+    with overlay(image, {"TEST_ENDPOINTS": "1", "GUNICORN_TIMEOUT": "300"}):
+        spec = deployment()["spec"]["template"]["spec"]["containers"][0]
+        yield {
+            "image": image,
+            "config_before": config_before,
+            "config_after": spec["envFrom"][0]["configMapRef"]["name"],
+            "image_after": spec["image"],
+            "pods_before": before,
+            "rollout_s": time.monotonic() - started,
+        }
+
+
+def test_a_server_env_change_rolls_out_without_rebuilding_the_image(cluster, test_endpoints):
+    changed = test_endpoints
+    serving = ready_pods()
+    print(
+        f"\nserver.env change: ConfigMap {changed['config_before']} -> {changed['config_after']},"
+        f" same image {changed['image_after']}, rolled out in {changed['rollout_s']:.1f} s"
+    )
+    assert changed["config_after"] != changed["config_before"], "the generated ConfigMap name carries a content hash"
+    assert changed["image_after"] == changed["image"], "no new image"
+    assert not changed["pods_before"] & {p["metadata"]["name"] for p in serving}, "every pod was replaced"
+    for pod in serving:
+        env = kubectl(
+            "exec", "-n", NAMESPACE, pod["metadata"]["name"], "--", "python", "-c",
+            "import os; print(os.environ['TEST_ENDPOINTS'], os.environ['GUNICORN_TIMEOUT'])",
+        ).split()  # fmt: skip
+        assert env == ["1", "300"], (pod["metadata"]["name"], env)
+    assert requests.get(f"{cluster.base_url}/_test/sleep", params={"seconds": 0}, timeout=10).status_code == 200
+
+
+def test_the_liveness_probe_restarts_a_pod_whose_only_worker_hangs(cluster, test_endpoints):
+    """The worker is held by /_test/sleep inside one pod; gunicorn's own timeout (300 s here) is
+    longer than the probe's patience, so it is the liveness probe that restarts the container."""
+    pod = ready_pods()[0]
+    name, restarts_before = pod["metadata"]["name"], restarts(pod)
+    probe = pod["spec"]["containers"][0]["livenessProbe"]
+    hold = subprocess.Popen(
+        [kubectl_path(), "exec", "-n", NAMESPACE, name, "--", "python", "-c",
+         "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/_test/sleep?seconds=280', timeout=300)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cluster_env(),
+    )  # fmt: skip
+    started = time.monotonic()
     try:
-        assert wait_until(lambda: ready_endpoints() == 3, timeout=30), f"endpoints: {ready_endpoints()}"
-        print(f"\nscaled 2 -> 3 ready replicas in {took:.1f} s")
+        with LoadRun(cluster.base_url, clients=2, max_seconds=200) as run:
+            restarted = wait_until(
+                lambda: any(p["metadata"]["name"] == name and restarts(p) > restarts_before for p in pods()),
+                timeout=180, interval=1,
+            )  # fmt: skip
+            took = time.monotonic() - started
+            assert wait_until(cluster.at_full_strength, timeout=90, interval=0.5)
     finally:
-        cluster.scale(2)
+        hold.kill()
+        hold.wait(10)
+    summary = run.report.summary()
+    events = kubectl("get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}")
+    print(
+        f"\nhung worker in {name}: restarted by the kubelet after {took:.0f} s (probe every"
+        f" {probe['periodSeconds']} s, timeout {probe['timeoutSeconds']} s, 3 failures); meanwhile: {summary}"
+    )
+    assert restarted, f"no restart within 180 s:\n{events}"
+    assert "Liveness probe failed" in events, events
 
 
-def test_hpa_adds_pods_under_cpu_load(cluster):
-    """Report how the HPA reacts: metrics-server needs a minute before the first CPU figures."""
-
+def test_hpa_adds_ready_pods_under_cpu_load_and_removes_them_after(cluster):
     def hpa() -> dict:
         return json.loads(kubectl("get", "hpa", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))
 
     has_metrics = wait_until(lambda: hpa()["status"].get("currentMetrics"), timeout=180, interval=5)
-    if not has_metrics:
-        pytest.fail(f"the HPA got no CPU metrics in 180 s (is metrics-server running?): {hpa()['status']}")
+    assert has_metrics, f"the HPA got no CPU metrics in 180 s (is metrics-server running?): {hpa()['status']}"
+    floor = hpa()["spec"]["minReplicas"]
+    timeline = []
     started = time.monotonic()
-    with LoadRun(cluster.base_url, clients=8, max_seconds=240) as run:
-        scaled = wait_until(lambda: hpa()["status"].get("desiredReplicas", 0) > 2, timeout=200, interval=5)
-        took = time.monotonic() - started
-    status = hpa()["status"]
+
+    def observe() -> int:
+        ready = len(ready_pods())
+        timeline.append((round(time.monotonic() - started), ready))
+        return ready
+
+    with LoadRun(cluster.base_url, clients=8, max_seconds=300) as run:
+        scaled = wait_until(lambda: observe() > floor, timeout=240, interval=5)
+        up_s = time.monotonic() - started
+        peak = observe()
+    load_stopped = time.monotonic()
+    down = wait_until(lambda: observe() <= floor and len(pods()) <= floor, timeout=240, interval=5)
+    down_s = time.monotonic() - load_stopped
     print(
-        f"\nHPA under load: desired {status.get('desiredReplicas')} after {took:.0f} s, {status.get('currentMetrics')}"
+        f"\nHPA: {peak} ready pods {up_s:.0f} s into the load ({run.report.summary()['requests']} requests,"
+        f" {run.report.summary()['failed']} failed); back to {floor} pods {down_s:.0f} s after it stopped"
+        f"\nready pods over time (s, pods): {timeline}"
     )
-    print(f"load meanwhile: {run.report.summary()}")
-    assert scaled, f"no scale-up within {took:.0f} s: {status}"
+    assert scaled, f"no pod beyond {floor} became Ready within 240 s: {hpa()['status']}"
+    assert down, f"not back to {floor} pods within 240 s of the load stopping: {hpa()['status']}"
+
+
+def test_a_node_drain_evicts_no_more_than_the_disruption_budget_allows(cluster):
+    """One node: an evicted pod cannot come back until the node is uncordoned, so the budget
+    (maxUnavailable 1) must stop the drain after one eviction, and the Service keeps answering."""
+    node = pods()[0]["spec"]["nodeName"]
+    before = {p["metadata"]["name"] for p in ready_pods()}
+    try:
+        with LoadRun(cluster.base_url, clients=4, max_seconds=120) as run:
+            assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
+            drain = subprocess.run(
+                [kubectl_path(), "drain", node, "--pod-selector=app.kubernetes.io/name=iris-serving",
+                 "--delete-emptydir-data", "--ignore-daemonsets", "--timeout=45s"],
+                capture_output=True, text=True, timeout=120, env=cluster_env(),
+            )  # fmt: skip
+            remaining = {p["metadata"]["name"] for p in ready_pods()}
+    finally:
+        kubectl("uncordon", node)
+    evicted = before - remaining
+    summary = run.report.summary()
+    print(f"\ndrain of {node}: evicted {sorted(evicted)} of {sorted(before)}; load meanwhile: {summary}")
+    assert drain.returncode != 0, "the drain should have been stopped by the budget"
+    assert "disruption budget" in drain.stdout + drain.stderr, drain.stdout + drain.stderr
+    assert len(evicted) == 1, (before, remaining)
+    assert summary["failed"] == 0, summary
+    assert wait_until(cluster.at_full_strength, timeout=120, interval=1), "pods did not come back after uncordon"

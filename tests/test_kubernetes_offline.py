@@ -210,7 +210,7 @@ def test_yaml_line_count(objects):
 
 
 def test_shell_scripts_pass_shellcheck():
-    scripts = [KIND_SCRIPT, ROOT / "scripts" / "build_base_image.sh", ROOT / ".ci" / "run"]
+    scripts = [KIND_SCRIPT, ROOT / ".ci" / "run", *sorted((ROOT / "scripts").rglob("*.sh"))]
     result = subprocess.run([str(BIN / "shellcheck"), *map(str, scripts)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
 

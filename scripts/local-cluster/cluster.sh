@@ -1,0 +1,452 @@
+#!/usr/bin/env bash
+# A one-node Kubernetes from official binaries, for machines where kind cannot
+# run because no registry answers (kind's node image must be pulled). The same
+# steps as Kubernetes' own hack/local-up-cluster.sh, written out short:
+# certificates and kubeconfigs generated here, then etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, a containerd of its own, kubelet and
+# kube-proxy as host processes, a bridge CNI network, and metrics-server.
+#
+#   cluster.sh check     say in one line what this machine lacks, if anything (exit 1)
+#   cluster.sh up        build what is missing (build.sh), then start the cluster (idempotent)
+#   cluster.sh status    exit 0 when the API answers
+#   cluster.sh up IMAGE  the same, then deploy IMAGE (what `kind.sh up IMAGE` does on kind)
+#   cluster.sh deploy IMAGE  import IMAGE and roll stage 05 (k8s/local overlay) to it
+#   cluster.sh predict   one prediction through the Service (127.0.0.1:8000)
+#   cluster.sh load IMG  copy a local Docker image into the cluster's containerd
+#   cluster.sh down      stop everything and remove every trace: processes, pods,
+#                        mounts, network interfaces, iptables rules, state
+#   cluster.sh env       print `export KUBECONFIG=...` for your shell
+#
+# Needs root (the kubelet manages cgroups, mounts and network namespaces), a
+# running Docker engine (images are built with it, then imported), and from
+# Debian: containerd, runc, containernetworking-plugins, iptables, conntrack, gcc.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STAGE5="$(cd "$HERE/../../05_kubernetes" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=versions.sh
+source "$HERE/versions.sh"
+CACHE="${CLUSTER_CACHE:-$HOME/.cache/model-serving-layers/cluster}"
+BIN="$CACHE/kubernetes-$KUBE_VERSION/bin"
+# Everything the running cluster writes lives under these two folders (down removes them).
+STATE="${CLUSTER_STATE:-/var/lib/model-serving-cluster}"
+RUN=/run/model-serving-cluster
+CERTS="$STATE/pki"
+LOGS="$STATE/logs"
+export KUBECONFIG="$STATE/admin.kubeconfig"
+SOCK="$RUN/containerd.sock"
+CNI_BIN=/usr/lib/cni # Debian's containernetworking-plugins (upstream: /opt/cni/bin)
+NODE="$(hostname | tr '[:upper:]' '[:lower:]')"
+POD_CIDR=10.88.0.0/16
+SERVICE_CIDR=10.0.0.0/24
+API_SERVICE_IP=10.0.0.1
+# NodePorts from 8000, so the stage-05 Service can answer on 127.0.0.1:8000 like every stage.
+NODE_PORTS=8000-32767
+BRIDGE=cni-iris0
+PAUSE_IMAGE="registry.k8s.io/pause:$PAUSE_TAG"
+METRICS_IMAGE="registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER_VERSION"
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+kubectl() { "$BIN/kubectl" "$@"; }
+
+# The address pods reach the API server on (the kubernetes Service points there): the host's primary IPv4.
+node_ip() {
+  ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
+}
+
+# What this machine lacks, one line, empty when nothing.
+lacks() {
+  [[ "$(uname -s)" == Linux ]] || { echo "Linux is required (the kubelet runs on Linux only; use kind elsewhere)"; return; }
+  [[ $EUID -eq 0 ]] || { echo "root is required (the kubelet manages cgroups, mounts and network namespaces)"; return; }
+  [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] ||
+    { echo "no usable cgroups (neither v1 memory controller nor cgroup v2) under /sys/fs/cgroup"; return; }
+  command -v docker >/dev/null || { echo "no docker client: images are built with Docker, then imported"; return; }
+  docker info >/dev/null 2>&1 || { echo "the Docker engine does not answer (is dockerd running?)"; return; }
+  local cmd
+  for cmd in containerd runc iptables conntrack ip openssl; do
+    command -v "$cmd" >/dev/null || { echo "$cmd not found (Debian: apt-get install containerd runc iptables conntrack iproute2 openssl)"; return; }
+  done
+  [[ -x "$CNI_BIN/bridge" ]] || { echo "no CNI plugins in $CNI_BIN (Debian: apt-get install containernetworking-plugins)"; return; }
+  [[ -n "$(node_ip)" ]] || { echo "no IPv4 default route: pods need the host's address to reach the API server"; return; }
+  if ! bash "$HERE/build.sh" --check >/dev/null; then
+    [[ -x /usr/local/go/bin/go ]] || command -v go >/dev/null ||
+      { echo "Kubernetes is not built yet and there is no Go toolchain to build it"; return; }
+    command -v gcc >/dev/null || { echo "Kubernetes is not built yet and there is no gcc for the pause image"; return; }
+  fi
+}
+
+api_up() { [[ -f "$KUBECONFIG" && -x "$BIN/kubectl" ]] && kubectl get --raw /readyz >/dev/null 2>&1; }
+
+# Wait up to $1 seconds for the command that follows.
+wait_for() {
+  local seconds="$1" what="$2"
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "$what did not happen within ${seconds} s (logs: $LOGS)"
+    sleep 1
+  done
+}
+
+# ---- certificates (local-up-cluster uses cfssl; openssl does the same here) -----------------
+# cert NAME CN [O] [SAN]: a key and a certificate signed by ca (or $CA_NAME).
+cert() {
+  local name="$1" cn="$2" org="${3:-}" san="${4:-}" ca="${CA_NAME:-ca}" subj
+  subj="/CN=$cn${org:+/O=$org}"
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$CERTS/$name.key" -subj "$subj" -out "$CERTS/$name.csr" 2>/dev/null
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n%s' \
+    "${san:+subjectAltName=$san}" >"$CERTS/$name.ext"
+  openssl x509 -req -in "$CERTS/$name.csr" -CA "$CERTS/$ca.crt" -CAkey "$CERTS/$ca.key" -CAcreateserial \
+    -days 365 -extfile "$CERTS/$name.ext" -out "$CERTS/$name.crt" 2>/dev/null
+  rm -f "$CERTS/$name.csr" "$CERTS/$name.ext"
+}
+
+ca() {
+  openssl req -x509 -new -newkey rsa:2048 -nodes -days 365 -keyout "$CERTS/$1.key" -out "$CERTS/$1.crt" \
+    -subj "/CN=$2" 2>/dev/null
+}
+
+# kubeconfig NAME: $STATE/NAME.kubeconfig with the client certificate NAME.
+kubeconfig() {
+  cat >"$STATE/$1.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: local
+    cluster:
+      certificate-authority: $CERTS/ca.crt
+      server: https://127.0.0.1:6443
+users:
+  - name: $1
+    user:
+      client-certificate: $CERTS/$1.crt
+      client-key: $CERTS/$1.key
+contexts:
+  - name: local
+    context: {cluster: local, user: $1}
+current-context: local
+EOF
+}
+
+certificates() {
+  [[ -f "$CERTS/admin.crt" ]] && return
+  log "certificates and kubeconfigs in $CERTS"
+  mkdir -p "$CERTS"
+  ca ca "model-serving-local-ca"
+  cert apiserver kube-apiserver "" \
+    "IP:127.0.0.1,IP:$(node_ip),IP:$API_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  cert admin kubernetes-admin system:masters
+  cert controller-manager system:kube-controller-manager
+  cert scheduler system:kube-scheduler
+  cert kube-proxy system:kube-proxy
+  cert kubelet "system:node:$NODE" system:nodes "IP:127.0.0.1,IP:$(node_ip),DNS:$NODE"
+  cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+  # The aggregation layer (metrics.k8s.io is served by metrics-server through it) has a CA of its own.
+  ca front-proxy-ca front-proxy-ca
+  CA_NAME=front-proxy-ca cert front-proxy-client front-proxy-client
+  openssl genrsa -out "$CERTS/service-account.key" 2048 2>/dev/null
+  openssl rsa -in "$CERTS/service-account.key" -pubout -out "$CERTS/service-account.pub" 2>/dev/null
+  local name
+  for name in admin controller-manager scheduler kube-proxy kubelet; do kubeconfig "$name"; done
+}
+
+# ---- processes ----------------------------------------------------------------------------
+# start NAME ARGS...: run in the background, log to $LOGS/NAME.log, remember the PID.
+start() {
+  local name="$1"
+  shift
+  if [[ -f "$RUN/$name.pid" ]] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then return; fi
+  log "starting $name"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+containerd_config() {
+  # A containerd of our own (not Docker's): own socket, root and state; CRI with cgroupfs.
+  cat >"$STATE/containerd.toml" <<EOF
+version = 2
+root = "$STATE/containerd"
+state = "$RUN/containerd"
+[grpc]
+  address = "$SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$CNI_BIN"
+    conf_dir = "$STATE/cni"
+EOF
+  # The pod network: one bridge, host-local addresses, NAT out, hostPort support, and the
+  # firewall plugin (Docker sets the FORWARD policy to DROP; this lets pod traffic through).
+  mkdir -p "$STATE/cni"
+  cat >"$STATE/cni/10-iris.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "iris-local",
+  "plugins": [
+    {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}],
+              "dataDir": "$STATE/cni-ipam"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall"}
+  ]
+}
+EOF
+}
+
+kubelet_config() {
+  cat >"$STATE/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# This host has cgroup v1 and no systemd. Kubernetes 1.35+ refuses cgroup v1 unless told otherwise.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://$SOCK
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $CERTS/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $CERTS/kubelet.crt
+tlsPrivateKeyFile: $CERTS/kubelet.key
+# The pause image is imported, never pulled: keep image garbage collection off
+# (containerd 1.6.20 does not mark the sandbox image as pinned).
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+# A workshop machine's disk is often fuller than the default 15 % threshold.
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+failSwapOn: false
+resolvConf: /etc/resolv.conf
+EOF
+  cat >"$STATE/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
+hostnameOverride: $NODE
+clusterCIDR: $POD_CIDR
+# iptables mode answers NodePorts on 127.0.0.1 too (iptables.localhostNodePorts, the default).
+mode: iptables
+iptables: {localhostNodePorts: true}
+# This VM's conntrack table size is fixed; do not try to raise it.
+conntrack: {maxPerCore: 0}
+EOF
+}
+
+images() {
+  # Built here, never pulled: the pause image (every pod's sandbox) and metrics-server.
+  local dir
+  if ! ctr_k8s images check "name==$PAUSE_IMAGE" | grep -q "$PAUSE_IMAGE"; then
+    dir="$(mktemp -d)"
+    cp "$BIN/pause" "$dir/pause"
+    printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' >"$dir/Dockerfile"
+    docker build --quiet --tag "$PAUSE_IMAGE" "$dir" >/dev/null
+    rm -rf "$dir"
+    load "$PAUSE_IMAGE"
+  fi
+  if ! ctr_k8s images check "name==$METRICS_IMAGE" | grep -q "$METRICS_IMAGE"; then
+    dir="$(mktemp -d)"
+    cp "$BIN/metrics-server" "$dir/metrics-server"
+    printf 'FROM scratch\nCOPY metrics-server /metrics-server\nUSER 65534:65534\nENTRYPOINT ["/metrics-server"]\n' \
+      >"$dir/Dockerfile"
+    docker build --quiet --tag "$METRICS_IMAGE" "$dir" >/dev/null
+    rm -rf "$dir"
+    load "$METRICS_IMAGE"
+  fi
+}
+
+ctr_k8s() { ctr --address "$SOCK" --namespace k8s.io "$@"; }
+
+# load IMAGE: the Docker image into the cluster's containerd (what `kind load docker-image` does).
+load() {
+  log "importing $1 into the cluster's containerd"
+  docker save "$1" | ctr_k8s images import --no-unpack - >/dev/null
+  # Keep it out of image garbage collection's reach and visible to the kubelet under its name.
+  ctr_k8s images label "$1" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
+}
+
+up() {
+  local missing node_ip
+  missing="$(lacks)"
+  [[ -z "$missing" ]] || die "cannot run a local cluster here: $missing"
+  if api_up && [[ -f "$RUN/kubelet.pid" ]] && kill -0 "$(cat "$RUN/kubelet.pid")" 2>/dev/null; then
+    log "cluster already up (KUBECONFIG=$KUBECONFIG)"
+    return
+  fi
+  local started=$SECONDS
+  bash "$HERE/build.sh"
+  node_ip="$(node_ip)"
+  mkdir -p "$STATE" "$RUN" "$LOGS"
+  certificates
+  containerd_config
+  kubelet_config
+
+  start etcd "$BIN/etcd" --name local --data-dir "$STATE/etcd" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster local=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381
+  start containerd containerd --config "$STATE/containerd.toml"
+  wait_for 30 "etcd answering" curl -sf http://127.0.0.1:2381/health
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers http://127.0.0.1:2379 \
+    --bind-address 0.0.0.0 --secure-port 6443 --advertise-address "$node_ip" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range "$NODE_PORTS" \
+    --tls-cert-file "$CERTS/apiserver.crt" --tls-private-key-file "$CERTS/apiserver.key" \
+    --client-ca-file "$CERTS/ca.crt" \
+    --kubelet-client-certificate "$CERTS/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$CERTS/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$CERTS/ca.crt" \
+    --kubelet-preferred-address-types InternalIP \
+    --service-account-key-file "$CERTS/service-account.pub" \
+    --service-account-signing-key-file "$CERTS/service-account.key" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --authorization-mode Node,RBAC \
+    --enable-admission-plugins NodeRestriction \
+    --allow-privileged=true \
+    --requestheader-client-ca-file "$CERTS/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$CERTS/front-proxy-client.crt" --proxy-client-key-file "$CERTS/front-proxy-client.key"
+  wait_for 90 "kube-apiserver ready" kubectl get --raw /readyz
+  start kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig "$STATE/controller-manager.kubeconfig" --leader-elect=false \
+    --service-account-private-key-file "$CERTS/service-account.key" --root-ca-file "$CERTS/ca.crt" \
+    --cluster-signing-cert-file "$CERTS/ca.crt" --cluster-signing-key-file "$CERTS/ca.key" \
+    --use-service-account-credentials --controllers '*' \
+    --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1
+  start kube-scheduler "$BIN/kube-scheduler" \
+    --kubeconfig "$STATE/scheduler.kubeconfig" --leader-elect=false \
+    --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$STATE/scheduler.kubeconfig" --bind-address 127.0.0.1
+  wait_for 30 "containerd answering" ctr --address "$SOCK" version
+  images
+  start kubelet "$BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
+    --root-dir "$STATE/kubelet" --hostname-override "$NODE" --node-ip "$node_ip"
+  start kube-proxy "$BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
+  wait_for 120 "node $NODE Ready" kubectl wait --for=condition=Ready "node/$NODE" --timeout=5s
+  log "metrics-server $METRICS_SERVER_VERSION"
+  kubectl apply -f "$HERE/metrics-server.yaml" >/dev/null
+  log "cluster up in $((SECONDS - started)) s; use it with: export KUBECONFIG=$KUBECONFIG"
+}
+
+# deploy IMAGE: stage 05's k8s/local overlay with IMAGE, as 05_kubernetes/kind.sh does on kind.
+# The tag is the image id, unique to its contents: a new build means new pods.
+deploy() {
+  local image="$1" tag overlay
+  docker image inspect "$image" >/dev/null 2>&1 || die "no local image '$image': build stage 04 first (make stage-5 does)"
+  tag="iris-serving:$(docker image inspect --format '{{.Id}}' "$image" | sed 's/^sha256://' | cut -c1-12)"
+  docker tag "$image" "$tag"
+  load "$tag"
+  overlay="$(mktemp -d)"
+  trap 'rm -rf "$overlay"' RETURN
+  cat >"$overlay/kustomization.yaml" <<EOF
+resources:
+  - $(realpath --relative-to="$overlay" "$STAGE5/k8s/local")
+images:
+  - name: iris-serving
+    newTag: ${tag#iris-serving:}
+EOF
+  kubectl apply -k "$overlay"
+  kubectl rollout status deployment/iris -n iris-serving --timeout=180s
+}
+
+predict() {
+  curl --fail-with-body --silent --show-error --max-time 10 -H 'Content-Type: application/json' \
+    -d '{"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}' \
+    http://127.0.0.1:8000/predict
+  echo
+}
+
+# ---- down: stop and leave nothing behind ----------------------------------------------------
+down() {
+  [[ -d "$STATE" || -d "$RUN" ]] || { log "no local cluster (nothing under $STATE)"; return; }
+  local name pid
+  # Pods first, through the runtime, so CNI releases their addresses and rules.
+  if [[ -x "$BIN/crictl" && -S "$SOCK" ]]; then
+    for name in kubelet kube-proxy; do stop_component "$name"; done
+    "$BIN/crictl" --runtime-endpoint "unix://$SOCK" rmp --all --force >/dev/null 2>&1 || true
+  fi
+  for name in kube-scheduler kube-controller-manager kube-apiserver kubelet kube-proxy containerd etcd; do
+    stop_component "$name"
+  done
+  # Shims of containers that outlived containerd.
+  for pid in $(pgrep -f "containerd-shim-runc-v2 -namespace k8s.io -address $SOCK" || true); do
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  # kube-proxy removes its own chains (KUBE-*), then the chains of the CNI plugins.
+  [[ -x "$BIN/kube-proxy" ]] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  cni_iptables_cleanup
+  ip link delete "$BRIDGE" 2>/dev/null || true
+  # Mounts the kubelet and containerd left (pod volumes, overlay snapshots, shm).
+  grep -oE " ($STATE|$RUN)[^ ]*" /proc/mounts | sort -r | while read -r mount; do
+    umount -l "$mount" 2>/dev/null || true
+  done
+  rm -rf "$STATE" "$RUN"
+  rm -f /var/lib/cni/results/iris-local-* 2>/dev/null || true
+  log "cluster down: processes stopped, pods, mounts, $BRIDGE and iptables rules removed, $STATE deleted"
+}
+
+stop_component() {
+  local name="$1" pid
+  [[ -f "$RUN/$name.pid" ]] || return 0
+  pid="$(cat "$RUN/$name.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$RUN/$name.pid"
+}
+
+# The bridge/portmap/firewall plugins' chains (CNI-*) and the rules that jump to them.
+cni_iptables_cleanup() {
+  local table chain
+  for table in nat filter; do
+    iptables -t "$table" -S 2>/dev/null | grep -E -- '-j CNI-' | sed 's/^-A/-D/' | while read -r rule; do
+      # shellcheck disable=SC2086
+      iptables -t "$table" $rule 2>/dev/null || true
+    done
+    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(CNI-[^ ]*\)/\1/p'); do
+      iptables -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(CNI-[^ ]*\)/\1/p'); do
+      iptables -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+}
+
+case "${1:-}" in
+  check)
+    missing="$(lacks)"
+    [[ -z "$missing" ]] || { echo "cannot run a local cluster here: $missing"; exit 1; }
+    echo "this machine can run the local cluster (Kubernetes $KUBE_VERSION)"
+    ;;
+  build) bash "$HERE/build.sh" ;;
+  up)
+    up
+    [[ -z "${2:-}" ]] || deploy "$2"
+    ;;
+  deploy)
+    [[ -n "${2:-}" ]] || die "usage: cluster.sh deploy IMAGE"
+    api_up || die "the local cluster is not running (make cluster-up)"
+    deploy "$2"
+    ;;
+  predict) predict ;;
+  status) api_up ;;
+  load)
+    [[ -n "${2:-}" ]] || die "usage: cluster.sh load IMAGE"
+    [[ -S "$SOCK" ]] || die "the local cluster is not running (make cluster-up)"
+    load "$2"
+    ;;
+  down) down ;;
+  env) echo "export KUBECONFIG=$KUBECONFIG" ;;
+  *) die "usage: cluster.sh check | build | up [IMAGE] | deploy IMAGE | predict | status | load IMAGE | down | env" ;;
+esac
