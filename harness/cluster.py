@@ -44,6 +44,7 @@ from harness.layers import free_port
 from harness.layers import model_module
 from harness.layers import process_memory
 from harness.layers import wait_ready
+from harness.load import LoadRun
 from harness.load import wait_until
 
 K8S = STAGES[5] / "k8s"
@@ -359,6 +360,57 @@ def control_plane_cost(seconds: float = 10.0) -> dict[str, Any]:
             kind: sum(o.startswith(kind + "/") for o in objects) for kind in sorted({o.split("/")[0] for o in objects})
         },
         "yaml_lines": sum(config_lines().values()),
+    }
+
+
+def hpa_status() -> dict[str, Any]:
+    """The HorizontalPodAutoscaler as the API sees it now."""
+    return json.loads(kubectl("get", "hpa", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))
+
+
+def autoscale(
+    base_url: str, clients: int = 8, up_timeout: float = 240, down_timeout: float = 240, interval: float = 5
+) -> dict[str, Any]:
+    """CPU load until the HorizontalPodAutoscaler has added a Ready pod, then quiet until it removed it.
+
+    Counts Ready pods (what serves), not the HPA's desiredReplicas (what it
+    asked for). Returns when each happened (s from the start of the load),
+    the pods over time, and the load's summary. Waits up to three minutes
+    for metrics-server's first CPU figures before it starts.
+    """
+    if not wait_until(lambda: hpa_status()["status"].get("currentMetrics"), timeout=180, interval=5):
+        raise LayerError(f"the HPA got no CPU metrics in 180 s (is metrics-server running?): {hpa_status()['status']}")
+    floor = hpa_status()["spec"]["minReplicas"]
+    timeline: dict[str, list] = {"t_s": [], "ready": [], "pods": [], "desired": []}
+    started = time.monotonic()
+
+    def observe() -> int:
+        current = pods()
+        ready = sum(is_ready(p) for p in current)
+        timeline["t_s"].append(round(time.monotonic() - started, 1))
+        timeline["ready"].append(ready)
+        timeline["pods"].append(len(current))
+        timeline["desired"].append(hpa_status()["status"].get("desiredReplicas"))
+        return ready
+
+    with LoadRun(base_url, clients=clients, max_seconds=up_timeout + 30) as run:
+        scaled = wait_until(lambda: observe() > floor, timeout=up_timeout, interval=interval)
+        up_s = time.monotonic() - started
+        wait_until(lambda: False, timeout=min(20, up_timeout), interval=interval)  # a little longer: the peak
+        peak = max(timeline["ready"])
+    stopped_s = time.monotonic() - started
+    down = wait_until(lambda: observe() <= floor and timeline["pods"][-1] <= floor, timeout=down_timeout,
+                      interval=interval)  # fmt: skip
+    return {
+        "floor": floor,
+        "peak_ready": peak,
+        "scaled_up": scaled,
+        "scaled_up_s": round(up_s, 1) if scaled else None,
+        "load_stopped_s": round(stopped_s, 1),
+        "scaled_down": down,
+        "scaled_down_after_s": round(time.monotonic() - started - stopped_s, 1) if down else None,
+        "load": run.report.summary(),
+        "timeline": timeline,
     }
 
 

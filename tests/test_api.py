@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import sys
 
 import pytest
@@ -107,6 +106,20 @@ def test_openapi_document_lists_every_route(client, app):
     assert routes == documented, f"undocumented: {routes - documented}; no such route: {documented - routes}"
 
 
+def test_openapi_shape_is_n_rows_of_4_features(client):
+    """The documented tensor shape accepts exactly the shapes the server does (JSON Schema 2020-12)."""
+    from jsonschema import Draft202012Validator
+
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1"), "prefixItems needs OpenAPI 3.1"
+    body = doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    shape = Draft202012Validator(body["properties"]["inputs"]["items"]["properties"]["shape"])
+    for good in ([1, 4], [50, 4]):
+        assert shape.is_valid(good), good
+    for bad in ([0, 0], [0, 4], [1, 3], [51, 4], [1, 4, 1], [4], [1.5, 4]):
+        assert not shape.is_valid(bad), bad
+
+
 @pytest.mark.parametrize(
     ("path", "body", "key"),
     [("/v2/models/iris/infer", {"id": "no-header", "inputs": None}, "outputs"), ("/predict", None, "predictions")],
@@ -149,6 +162,9 @@ BAD = [
     ("post", "/v2/models/iris/infer", {"json": tensor([ROW] * 51)}, 413, "limit is 50"),
     ("post", "/v2/models/iris/infer", {"json": {**tensor([ROW]), "outputs": [{"name": "x"}]}}, 400, "unknown output"),
     ("post", "/v2/models/iris/infer", {"json": {**tensor([ROW]), "outputs": [{"name": []}]}}, 400, "'name' string"),
+    # V2's binary tensor extension (tritonclient's default, binary_data=True): JSON, then raw bytes.
+    ("post", "/v2/models/iris/infer", {"data": b'{"inputs": []}' + bytes(32),
+     "headers": {"Inference-Header-Content-Length": "14"}}, 415, "binary tensor data"),
     ("post", "/predict", {"data": "[" * 50_000, "content_type": "application/json"}, 400, "nested too deeply"),
 ]  # fmt: skip
 

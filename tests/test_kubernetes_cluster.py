@@ -25,6 +25,7 @@ from harness import scenarios
 from harness.cluster import DEPLOYMENT
 from harness.cluster import K8S
 from harness.cluster import NAMESPACE
+from harness.cluster import autoscale
 from harness.cluster import build_model_image
 from harness.cluster import cluster_env
 from harness.cluster import flavour
@@ -247,34 +248,16 @@ def test_the_liveness_probe_restarts_a_pod_whose_only_worker_hangs(cluster, test
 
 
 def test_hpa_adds_ready_pods_under_cpu_load_and_removes_them_after(cluster):
-    def hpa() -> dict:
-        return json.loads(kubectl("get", "hpa", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))
-
-    has_metrics = wait_until(lambda: hpa()["status"].get("currentMetrics"), timeout=180, interval=5)
-    assert has_metrics, f"the HPA got no CPU metrics in 180 s (is metrics-server running?): {hpa()['status']}"
-    floor = hpa()["spec"]["minReplicas"]
-    timeline = []
-    started = time.monotonic()
-
-    def observe() -> int:
-        ready = len(ready_pods())
-        timeline.append((round(time.monotonic() - started), ready))
-        return ready
-
-    with LoadRun(cluster.base_url, clients=8, max_seconds=300) as run:
-        scaled = wait_until(lambda: observe() > floor, timeout=240, interval=5)
-        up_s = time.monotonic() - started
-        peak = observe()
-    load_stopped = time.monotonic()
-    down = wait_until(lambda: observe() <= floor and len(pods()) <= floor, timeout=240, interval=5)
-    down_s = time.monotonic() - load_stopped
+    result = autoscale(cluster.base_url)
+    pods_over_time = list(zip(result["timeline"]["t_s"], result["timeline"]["ready"], strict=True))
     print(
-        f"\nHPA: {peak} ready pods {up_s:.0f} s into the load ({run.report.summary()['requests']} requests,"
-        f" {run.report.summary()['failed']} failed); back to {floor} pods {down_s:.0f} s after it stopped"
-        f"\nready pods over time (s, pods): {timeline}"
+        f"\nHPA: {result['peak_ready']} ready pods (from {result['floor']}), the first added one Ready"
+        f" {result['scaled_up_s']} s into the load ({result['load']['requests']} requests,"
+        f" {result['load']['failed']} failed); back to {result['floor']} pods {result['scaled_down_after_s']} s"
+        f" after the load stopped\nready pods over time (s, pods): {pods_over_time}"
     )
-    assert scaled, f"no pod beyond {floor} became Ready within 240 s: {hpa()['status']}"
-    assert down, f"not back to {floor} pods within 240 s of the load stopping: {hpa()['status']}"
+    assert result["scaled_up"], f"no pod beyond {result['floor']} became Ready: {result['timeline']}"
+    assert result["scaled_down"], f"not back to {result['floor']} pods: {result['timeline']}"
 
 
 def test_a_node_drain_evicts_no_more_than_the_disruption_budget_allows(cluster):

@@ -150,6 +150,14 @@ certificates() {
   for name in admin controller-manager scheduler kube-proxy kubelet; do kubeconfig "$name"; done
 }
 
+# put FILE: write stdin to FILE unless it already holds exactly that (kube-proxy, for one,
+# exits when its configuration file changes under it).
+put() {
+  local new
+  new="$(cat)"
+  [[ -f "$1" && "$(cat "$1")" == "$new" ]] || printf '%s\n' "$new" >"$1"
+}
+
 # ---- processes ----------------------------------------------------------------------------
 # start NAME ARGS...: run in the background, log to $LOGS/NAME.log, remember the PID.
 start() {
@@ -163,7 +171,7 @@ start() {
 
 containerd_config() {
   # A containerd of our own (not Docker's): own socket, root and state; CRI with cgroupfs.
-  cat >"$STATE/containerd.toml" <<EOF
+  put "$STATE/containerd.toml" <<EOF
 version = 2
 root = "$STATE/containerd"
 state = "$RUN/containerd"
@@ -171,6 +179,10 @@ state = "$RUN/containerd"
   address = "$SOCK"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
+  # Pod sandboxes ask for oom_score_adj -998; where root may not lower it (a VM sandbox like
+  # ours: "Permission denied"), runc fails with "can't get final child's PID from pipe".
+  # Never go below containerd's own value instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -185,7 +197,7 @@ EOF
   # The pod network: one bridge, host-local addresses, NAT out, hostPort support, and the
   # firewall plugin (Docker sets the FORWARD policy to DROP; this lets pod traffic through).
   mkdir -p "$STATE/cni"
-  cat >"$STATE/cni/10-iris.conflist" <<EOF
+  put "$STATE/cni/10-iris.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "iris-local",
@@ -201,7 +213,7 @@ EOF
 }
 
 kubelet_config() {
-  cat >"$STATE/kubelet.yaml" <<EOF
+  put "$STATE/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This host has cgroup v1 and no systemd. Kubernetes 1.35+ refuses cgroup v1 unless told otherwise.
@@ -224,7 +236,7 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available:
 failSwapOn: false
 resolvConf: /etc/resolv.conf
 EOF
-  cat >"$STATE/kube-proxy.yaml" <<EOF
+  put "$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
@@ -233,8 +245,8 @@ clusterCIDR: $POD_CIDR
 # iptables mode answers NodePorts on 127.0.0.1 too (iptables.localhostNodePorts, the default).
 mode: iptables
 iptables: {localhostNodePorts: true}
-# This VM's conntrack table size is fixed; do not try to raise it.
-conntrack: {maxPerCore: 0}
+# Leave the host's conntrack settings alone (a VM may not let us change them).
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
 }
 
@@ -274,10 +286,8 @@ up() {
   local missing node_ip
   missing="$(lacks)"
   [[ -z "$missing" ]] || die "cannot run a local cluster here: $missing"
-  if api_up && [[ -f "$RUN/kubelet.pid" ]] && kill -0 "$(cat "$RUN/kubelet.pid")" 2>/dev/null; then
-    log "cluster already up (KUBECONFIG=$KUBECONFIG)"
-    return
-  fi
+  # Idempotent: every step below keeps what is already there (certificates, running
+  # processes, imported images), so `up` on a running cluster only restarts what died.
   local started=$SECONDS
   bash "$HERE/build.sh"
   node_ip="$(node_ip)"
