@@ -98,6 +98,17 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
+def _refuse_binary_tensors() -> None:
+    # V2's binary tensor extension sends raw bytes after the JSON, with this header saying where the
+    # JSON ends. This server does not implement it (GET /v2 lists no extensions), so it says so
+    # instead of failing to parse the bytes as JSON.
+    if "Inference-Header-Content-Length" in request.headers:
+        raise UnsupportedMediaType(
+            "binary tensor data (Inference-Header-Content-Length) is not supported: "
+            "send the input tensor as JSON 'data' (binary_data=False)"
+        )
+
+
 def _check_rows(count: int, max_rows: int) -> None:
     if count > max_rows:
         raise RequestEntityTooLarge(f"{count} rows in one request; the limit is {max_rows}")
@@ -179,6 +190,7 @@ def _register_routes(app: Flask) -> None:
     def infer(name: str):
         """V2 inference: one FP64 input of shape [N, 4] -> label and probabilities tensors."""
         _known_model(name)
+        _refuse_binary_tensors()
         body = _json_body()
         features = _validated(_tensor_rows(body, app.config["MAX_ROWS"]))
         loaded = _model(app)
@@ -272,7 +284,7 @@ def _requested_outputs(body: dict[str, Any], outputs: dict[str, Any]) -> list[st
 
 
 def openapi_document(max_rows: int) -> dict[str, Any]:
-    """OpenAPI 3.0 description of every endpoint and its error responses."""
+    """OpenAPI 3.1 description of every endpoint and its error responses."""
     number = {"type": "number", "minimum": 0, "maximum": iris.MAX_CM}
     row = {
         "type": "object",
@@ -310,7 +322,7 @@ def openapi_document(max_rows: int) -> dict[str, Any]:
         },
     }
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "Iris model API", "version": "1.0.0"},
         "paths": {
             "/predict": {
@@ -386,9 +398,14 @@ def openapi_document(max_rows: int) -> dict[str, Any]:
                                         "required": ["name", "shape", "datatype", "data"],
                                         "properties": {
                                             "name": {"type": "string"},
+                                            # [N, 4]: 1 to max_rows rows of 4 features (prefixItems
+                                            # types each position: OpenAPI 3.1 is JSON Schema 2020-12).
                                             "shape": {
                                                 "type": "array",
-                                                "items": {"type": "integer"},
+                                                "prefixItems": [
+                                                    {"type": "integer", "minimum": 1, "maximum": max_rows},
+                                                    {"type": "integer", "const": len(iris.FEATURES)},
+                                                ],
                                                 "minItems": 2,
                                                 "maxItems": 2,
                                             },

@@ -376,11 +376,15 @@ def autoscale(
     Counts Ready pods (what serves), not the HPA's desiredReplicas (what it
     asked for). Returns when each happened (s from the start of the load),
     the pods over time, and the load's summary. Waits up to three minutes
-    for metrics-server's first CPU figures before it starts.
+    for metrics-server's first CPU figures, and for the pods to be at the
+    HPA's minimum, before it starts.
     """
     if not wait_until(lambda: hpa_status()["status"].get("currentMetrics"), timeout=180, interval=5):
         raise LayerError(f"the HPA got no CPU metrics in 180 s (is metrics-server running?): {hpa_status()['status']}")
     floor = hpa_status()["spec"]["minReplicas"]
+    # Start from the floor: an earlier load may have left extra pods (they leave after a quiet minute).
+    if not wait_until(lambda: len(pods()) == floor == sum(is_ready(p) for p in pods()), timeout=180, interval=5):
+        raise LayerError(f"the Deployment did not settle at {floor} ready pods within 180 s: {hpa_status()['status']}")
     timeline: dict[str, list] = {"t_s": [], "ready": [], "pods": [], "desired": []}
     started = time.monotonic()
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-import tritonclient.http as v2
+import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from harness.golden import mismatches
@@ -43,7 +43,7 @@ def served(request, model_v1) -> str:
 @pytest.fixture(scope="module")
 def client(served):
     """NVIDIA Triton's HTTP client for that stage (it takes host:port, no scheme)."""
-    client = v2.InferenceServerClient(url=served)
+    client = httpclient.InferenceServerClient(url=served)
     yield client
     client.close()
 
@@ -54,9 +54,9 @@ def features(golden) -> np.ndarray:
                      for row in golden["inputs"]], dtype=np.float64)  # fmt: skip
 
 
-def json_input(array: np.ndarray) -> v2.InferInput:
+def json_input(array: np.ndarray) -> httpclient.InferInput:
     """The input tensor as JSON 'data' (binary_data=False): this server has no binary extension."""
-    tensor = v2.InferInput("input-0", list(array.shape), "FP64")
+    tensor = httpclient.InferInput("input-0", list(array.shape), "FP64")
     tensor.set_data_from_numpy(array, binary_data=False)
     return tensor
 
@@ -96,7 +96,7 @@ def test_infer_without_requested_outputs_gives_the_golden_answers(client, golden
 @pytest.mark.parametrize("binary_data", [False, True], ids=["json-output", "binary-output-asked"])
 def test_infer_with_requested_outputs_returns_only_those(client, golden, binary_data):
     """An output asked for in binary comes back as JSON (the extension is optional), which the client reads."""
-    wanted = [v2.InferRequestedOutput("label", binary_data=binary_data)]
+    wanted = [httpclient.InferRequestedOutput("label", binary_data=binary_data)]
     result = client.infer("iris", [json_input(features(golden))], outputs=wanted, request_id="labels-only")
     assert [o["name"] for o in result.get_response()["outputs"]] == ["label"]
     assert result.get_response()["id"] == "labels-only"
@@ -121,7 +121,7 @@ def test_a_bad_request_is_the_clients_exception_with_our_message(client, call, s
 
 def test_binary_tensor_input_is_refused_with_a_clear_error(client, golden):
     """tritonclient's default (binary_data=True) sends raw bytes after the JSON: not supported here, and said so."""
-    tensor = v2.InferInput("input-0", [len(golden["inputs"]), 4], "FP64")
+    tensor = httpclient.InferInput("input-0", [len(golden["inputs"]), 4], "FP64")
     tensor.set_data_from_numpy(features(golden))  # binary_data=True by default
     with pytest.raises(InferenceServerException) as caught:
         client.infer("iris", [tensor])
