@@ -340,6 +340,8 @@ up() {
   images
   start kubelet "$BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
     --root-dir "$STATE/kubelet" --hostname-override "$NODE" --node-ip "$node_ip"
+  # kube-proxy turns on route_localnet (node ports on 127.0.0.1); down puts it back.
+  [[ -f "$STATE/route_localnet.host" ]] || sysctl -n net.ipv4.conf.all.route_localnet >"$STATE/route_localnet.host"
   start kube-proxy "$BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
   wait_for 120 "node $NODE Ready" kubectl wait --for=condition=Ready "node/$NODE" --timeout=5s
   log "metrics-server $METRICS_SERVER_VERSION"
@@ -391,14 +393,16 @@ down() {
   for pid in $(pgrep -f "containerd-shim-runc-v2 -namespace k8s.io -address $SOCK" || true); do
     kill -9 "$pid" 2>/dev/null || true
   done
-  # kube-proxy removes its own chains (KUBE-*), then the chains of the CNI plugins.
+  # kube-proxy removes its own rules; then whatever the kubelet and the CNI plugins added.
   [[ -x "$BIN/kube-proxy" ]] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
-  cni_iptables_cleanup
+  iptables_cleanup
   ip link delete "$BRIDGE" 2>/dev/null || true
   # Mounts the kubelet and containerd left (pod volumes, overlay snapshots, shm).
   grep -oE " ($STATE|$RUN)[^ ]*" /proc/mounts | sort -r | while read -r mount; do
     umount -l "$mount" 2>/dev/null || true
   done
+  [[ ! -f "$STATE/route_localnet.host" ]] ||
+    sysctl -qw "net.ipv4.conf.all.route_localnet=$(cat "$STATE/route_localnet.host")" || true
   rm -rf "$STATE" "$RUN"
   rm -f /var/lib/cni/results/iris-local-* 2>/dev/null || true
   log "cluster down: processes stopped, pods, mounts, $BRIDGE and iptables rules removed, $STATE deleted"
@@ -416,19 +420,20 @@ stop_component() {
   rm -f "$RUN/$name.pid"
 }
 
-# The bridge/portmap/firewall plugins' chains (CNI-*) and the rules that jump to them.
-cni_iptables_cleanup() {
-  local table chain
-  for table in nat filter; do
-    iptables -t "$table" -S 2>/dev/null | grep -E -- '-j CNI-' | sed 's/^-A/-D/' | while read -r rule; do
-      # shellcheck disable=SC2086
-      iptables -t "$table" $rule 2>/dev/null || true
-    done
-    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(CNI-[^ ]*\)/\1/p'); do
-      iptables -t "$table" -F "$chain" 2>/dev/null || true
-    done
-    for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(CNI-[^ ]*\)/\1/p'); do
-      iptables -t "$table" -X "$chain" 2>/dev/null || true
+# Every rule and chain the cluster added: the kubelet's and kube-proxy's (KUBE-*) and the
+# CNI plugins' (CNI-*), in IPv4 and IPv6. Rules that jump to them first, then the chains.
+iptables_cleanup() {
+  local cmd table rule chains chain
+  for cmd in iptables ip6tables; do
+    command -v "$cmd" >/dev/null || continue
+    for table in filter nat mangle; do
+      while read -r rule; do
+        # iptables -S quotes comments the way a shell does: let the shell split the rule.
+        [[ -z "$rule" ]] || eval "$cmd -t $table ${rule/#-A/-D}" 2>/dev/null || true
+      done <<<"$("$cmd" -t "$table" -S 2>/dev/null | grep -E -- '^-A .*-j (KUBE|CNI)-' || true)"
+      chains="$("$cmd" -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(KUBE\|CNI\)-[^ ]*\)/\1/p')"
+      for chain in $chains; do "$cmd" -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in $chains; do "$cmd" -t "$table" -X "$chain" 2>/dev/null || true; done
     done
   done
 }
