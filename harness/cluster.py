@@ -368,6 +368,17 @@ def hpa_status() -> dict[str, Any]:
     return json.loads(kubectl("get", "hpa", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))
 
 
+def settle_at_floor(timeout: float = 180) -> int:
+    """Wait until the Deployment runs exactly the HPA's minimum of pods, all ready; return that minimum.
+
+    An earlier load may have left extra pods: they leave after a quiet minute.
+    """
+    floor = hpa_status()["spec"]["minReplicas"]
+    if not wait_until(lambda: len(pods()) == floor == sum(is_ready(p) for p in pods()), timeout=timeout, interval=5):
+        raise LayerError(f"the Deployment did not settle at {floor} ready pods in {timeout:.0f} s: {hpa_status()}")
+    return floor
+
+
 def autoscale(
     base_url: str, clients: int = 8, up_timeout: float = 240, down_timeout: float = 240, interval: float = 5
 ) -> dict[str, Any]:
@@ -381,10 +392,7 @@ def autoscale(
     """
     if not wait_until(lambda: hpa_status()["status"].get("currentMetrics"), timeout=180, interval=5):
         raise LayerError(f"the HPA got no CPU metrics in 180 s (is metrics-server running?): {hpa_status()['status']}")
-    floor = hpa_status()["spec"]["minReplicas"]
-    # Start from the floor: an earlier load may have left extra pods (they leave after a quiet minute).
-    if not wait_until(lambda: len(pods()) == floor == sum(is_ready(p) for p in pods()), timeout=180, interval=5):
-        raise LayerError(f"the Deployment did not settle at {floor} ready pods within 180 s: {hpa_status()['status']}")
+    floor = settle_at_floor()
     timeline: dict[str, list] = {"t_s": [], "ready": [], "pods": [], "desired": []}
     started = time.monotonic()
 
@@ -486,8 +494,8 @@ class Cluster(Layer):
     NodePort on 127.0.0.1:8000, so every ready pod gets its share.
     ``crash`` SIGKILLs one pod's serving process (gunicorn's master, the
     container's PID 1), as the other layers' crash kills theirs: the kubelet
-    restarts the container. ``force_delete_pod`` removes a pod without grace;
-    ``delete_pod`` is the graceful deletion a node drain or eviction does.
+    restarts the container; with ``kill = "pod"`` it deletes the pod without
+    grace and the Deployment replaces it. ``delete_pod`` is the graceful deletion a node drain or eviction does.
     ``upgrade`` builds an image with the new model and rolls it out.
     """
 
@@ -502,6 +510,8 @@ class Cluster(Layer):
         self.flavour = flavour()
         self.name = f"05 Kubernetes ({self.flavour})"
         self._full_strength = 2
+        #: what ``crash`` kills: "process" (gunicorn's master in one pod) or "pod" (a forced delete)
+        self.kill = "process"
 
     def script(self, *args: str, timeout: float = 900) -> str:
         """Run the cluster's script (kind.sh or cluster.sh) with ``args``; its output, or LayerError."""
@@ -537,31 +547,28 @@ class Cluster(Layer):
         return sum(is_ready(p) for p in pods()) >= self._full_strength and ready_endpoints() >= self._full_strength
 
     def crash(self) -> None:
-        """SIGKILL the serving process (gunicorn's master, PID 1) of the oldest pod."""
+        """The oldest pod loses its server: SIGKILL of gunicorn's master (PID 1), or with
+        ``kill = "pod"`` the whole pod deleted with no grace period."""
         pod = self.serving_pods()[0]
         self._full_strength = ready_endpoints()
         self._killed = (pod["metadata"]["name"], restarts(pod))
-        pid = container_pids(pod)[0]
-        os.kill(pid, 9)
+        if self.kill == "pod":
+            kubectl("delete", "pod", "-n", NAMESPACE, pod["metadata"]["name"], "--grace-period=0", "--force",
+                    "--wait=false")  # fmt: skip
+        else:
+            os.kill(container_pids(pod)[0], 9)
 
     def wait_recovered(self, timeout: float) -> float | None:
-        """Seconds until the killed pod's container has restarted and the Service is at full strength again."""
+        """Seconds until the pod is replaced (or its container restarted) and the Service is at full strength."""
         name, before = self._killed
 
         def recovered() -> bool:
             pod = next((p for p in pods() if p["metadata"]["name"] == name), None)
-            restarted = pod is None or restarts(pod) > before
-            return restarted and self.at_full_strength()
+            replaced = pod is None if self.kill == "pod" else pod is None or restarts(pod) > before
+            return replaced and self.at_full_strength()
 
         start = time.monotonic()
         return time.monotonic() - start if wait_until(recovered, timeout=timeout, interval=0.5) else None
-
-    def force_delete_pod(self) -> str:
-        """Delete the oldest pod with no grace (its processes are killed at once); return its name."""
-        name = self.serving_pods()[0]["metadata"]["name"]
-        self._full_strength = ready_endpoints()
-        kubectl("delete", "pod", "-n", NAMESPACE, name, "--grace-period=0", "--force", "--wait=false")
-        return name
 
     def delete_pod(self, wait: bool = True) -> str:
         """Delete one pod gracefully (preStop, SIGTERM, grace period); return its name."""
