@@ -485,6 +485,12 @@ def is_ready(pod: dict[str, Any]) -> bool:
     )
 
 
+def wait_old_pods_gone(timeout: float = 90) -> None:
+    """Wait until no pod is terminating: a rollout's last old pod serves on through its preStop sleep."""
+    if not wait_until(lambda: not any(p["metadata"].get("deletionTimestamp") for p in pods()), timeout=timeout):
+        raise LayerError(f"pods still terminating after {timeout:.0f} s: {[p['metadata']['name'] for p in pods()]}")
+
+
 class Cluster(Layer):
     """Stage 05: the stage-04 image as a Deployment on a real cluster (kind, or the local one).
 
@@ -582,8 +588,9 @@ class Cluster(Layer):
         self.rollout(image)
 
     def rollout(self, image: str) -> None:
-        """Roll the Deployment to ``image`` (loaded into the cluster first) and wait for it."""
+        """Roll the Deployment to ``image`` (loaded into the cluster first) and wait until it is complete."""
         self.script("deploy", image)
+        wait_old_pods_gone()
 
     def scale(self, replicas: int, timeout: float = 180) -> None:
         """Set the Deployment's replica count and wait until the rollout is complete."""

@@ -35,6 +35,7 @@ from harness.cluster import kubectl_path
 from harness.cluster import pods
 from harness.cluster import ready_endpoints
 from harness.cluster import restarts
+from harness.cluster import wait_old_pods_gone
 from harness.golden import mismatches
 from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
@@ -97,8 +98,7 @@ def overlay(image: str, server_env: dict[str, str]) -> Iterator[None]:
 def rolled_out() -> None:
     """Wait for the rollout, then for the old pods to finish their preStop sleep and go."""
     kubectl("rollout", "status", "deployment", DEPLOYMENT, "-n", NAMESPACE, "--timeout=240s", timeout=270)
-    gone = wait_until(lambda: not any(p["metadata"].get("deletionTimestamp") for p in pods()), timeout=90)
-    assert gone, [p["metadata"]["name"] for p in pods()]
+    wait_old_pods_gone()
 
 
 def test_rollout_completes_and_serves_through_the_service(cluster, golden):
@@ -175,9 +175,8 @@ def test_rolling_update_to_model_v2_under_load_loses_no_request(cluster, model_v
     assert {"1", "2"} <= summary["versions"].keys(), "both versions answered during the rollout"
     new_tag = deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
     assert len(serving) >= 2 and all(image_of(p) == new_tag for p in serving), [image_of(p) for p in serving]
-    # The last old pod still serves through its preStop sleep (that is what keeps the rollout
-    # lossless); once it is gone, every answer comes from version 2.
-    rolled_out()
+    # cluster.rollout waited for the last old pod, which serves on through its preStop sleep
+    # (that is what keeps the rollout lossless): now every answer comes from version 2.
     assert versions_answering(cluster.base_url) == {"2"}, "every pod serves version 2 after the rollout"
 
 
