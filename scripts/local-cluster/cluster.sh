@@ -159,11 +159,19 @@ put() {
 }
 
 # ---- processes ----------------------------------------------------------------------------
+# running NAME: the PID of our component NAME, if it runs (a PID file can outlive its process,
+# and the number can belong to another program by then: check what runs under it).
+running() {
+  local pid
+  pid="$(cat "$RUN/$1.pid" 2>/dev/null)" || return 1
+  [[ -n "$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" && echo "$pid"
+}
+
 # start NAME ARGS...: run in the background, log to $LOGS/NAME.log, remember the PID.
 start() {
   local name="$1"
   shift
-  if [[ -f "$RUN/$name.pid" ]] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then return; fi
+  if running "$name" >/dev/null; then return; fi
   log "starting $name"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
@@ -410,9 +418,7 @@ down() {
 
 stop_component() {
   local name="$1" pid
-  [[ -f "$RUN/$name.pid" ]] || return 0
-  pid="$(cat "$RUN/$name.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid="$(running "$name")"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
