@@ -485,6 +485,12 @@ def is_ready(pod: dict[str, Any]) -> bool:
     )
 
 
+def deployed_image() -> str:
+    """The image stage 05's Deployment runs now; "" when it is not deployed."""
+    return kubectl("get", "deployment", DEPLOYMENT, "-n", NAMESPACE, "--ignore-not-found", "-o",
+                   "jsonpath={.spec.template.spec.containers[0].image}", check=False).strip()  # fmt: skip
+
+
 def wait_old_pods_gone(timeout: float = 90) -> None:
     """Wait until no pod is terminating: a rollout's last old pod serves on through its preStop sleep."""
     if not wait_until(lambda: not any(p["metadata"].get("deletionTimestamp") for p in pods()), timeout=timeout):
@@ -516,6 +522,7 @@ class Cluster(Layer):
         self.flavour = flavour()
         self.name = f"05 Kubernetes ({self.flavour})"
         self._full_strength = 2
+        self._found = ""  # the image stage 05 ran before start, "" when it was not deployed
         #: what ``crash`` kills: "process" (gunicorn's master in one pod) or "pod" (a forced delete)
         self.kill = "process"
 
@@ -533,13 +540,18 @@ class Cluster(Layer):
         started = time.monotonic()
         if not self.image:
             self.image = build_image()  # the stage-04 image, built once per content hash
+        self._found = deployed_image()
         self.script("up", self.image, timeout=timeout)
         wait_ready(f"{self.base_url}/v2/health/ready", timeout=60)
         return time.monotonic() - started
 
     def stop(self) -> None:
-        """Remove the application; the cluster stays for the next run (`make stage-5-down` deletes it)."""
-        kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=180, check=False)
+        """Leave the cluster as ``start`` found it: remove stage 05 if it was not deployed, else roll
+        back to the image it ran. The cluster itself stays (`make stage-5-down` / `make cluster-down`)."""
+        if not self._found:
+            kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=180, check=False)
+        elif deployed_image() != self._found:
+            self.rollout(self._found)
 
     def serving_pods(self) -> list[dict[str, Any]]:
         """The pods that are running and not being deleted, oldest first."""

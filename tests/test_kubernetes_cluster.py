@@ -157,15 +157,20 @@ def test_deleting_a_pod_gracefully_under_load_loses_no_request(cluster):
 
 def test_rolling_update_to_model_v2_under_load_loses_no_request(cluster, model_v2, stage4_image):
     image = build_model_image(stage4_image, model_v2, f"iris-serving:v2-{int(time.time())}")
-    with LoadRun(cluster.base_url, clients=4, max_seconds=300) as run:
-        assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
-        started = time.monotonic()
-        cluster.rollout(image)  # import the image, apply with its tag, wait for the rollout
-        rollout_s = time.monotonic() - started
-        before = run.count()
-        run.wait_for(lambda r: r.total >= before + 50, timeout=30)
-    summary = run.report.summary()
-    serving = ready_pods()
+    try:
+        with LoadRun(cluster.base_url, clients=4, max_seconds=300) as run:
+            assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
+            started = time.monotonic()
+            cluster.rollout(image)  # import the image, apply with its tag, wait for the rollout
+            rollout_s = time.monotonic() - started
+            before = run.count()
+            run.wait_for(lambda r: r.total >= before + 50, timeout=30)
+        summary = run.report.summary()
+        serving = ready_pods()
+        new_tag = deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
+        answering = versions_answering(cluster.base_url)
+    finally:
+        cluster.rollout(stage4_image)  # version 1 again, for the tests after this one
     print(
         f"\nrolling update to v2 in {rollout_s:.1f} s under load: {summary['failed']} failed of"
         f" {summary['requests']}, longest stall {summary['longest_stall_s']} s, slowest request"
@@ -173,11 +178,10 @@ def test_rolling_update_to_model_v2_under_load_loses_no_request(cluster, model_v
     )
     assert summary["failed"] == 0, summary
     assert {"1", "2"} <= summary["versions"].keys(), "both versions answered during the rollout"
-    new_tag = deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
     assert len(serving) >= 2 and all(image_of(p) == new_tag for p in serving), [image_of(p) for p in serving]
     # cluster.rollout waited for the last old pod, which serves on through its preStop sleep
-    # (that is what keeps the rollout lossless): now every answer comes from version 2.
-    assert versions_answering(cluster.base_url) == {"2"}, "every pod serves version 2 after the rollout"
+    # (that is what keeps the rollout lossless): then every answer came from version 2.
+    assert answering == {"2"}, "every pod serves version 2 after the rollout"
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def container(pod) -> dict:
     return server
 
 
-@pytest.mark.parametrize("overlay", ["base", "kind"])
+@pytest.mark.parametrize("overlay", ["base", "kind", "local"])
 def test_every_object_validates_strictly_against_the_pinned_kubernetes_api(overlay):
     problems = validate(render(overlay))
     assert not problems, problems

@@ -17,11 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster import HOST_PORT
 from harness.cluster import LOCAL_KUBECONFIG
 from harness.cluster import LOCAL_RUN
 from harness.cluster import LOCAL_SCRIPT
 from harness.cluster import control_plane_pids
+from harness.cluster import find
 from harness.cluster import flavour
+from harness.cluster import render
+from harness.layers import STAGES
 
 STATE = LOCAL_KUBECONFIG.parent
 BRIDGE = "cni-iris0"
@@ -63,6 +67,31 @@ def test_an_unknown_cluster_choice_is_one_line():
                           cwd=LOCAL_SCRIPT.parents[2])  # fmt: skip
     assert proc.returncode != 0
     assert "CLUSTER must be kind or local, got 'minikube'" in proc.stdout + proc.stderr
+
+
+def versions() -> dict[str, str]:
+    """The pins of scripts/local-cluster/versions.sh."""
+    text = (LOCAL_SCRIPT.parent / "versions.sh").read_text()
+    return dict(re.findall(r"^(\w+)=(\S+)$", text, re.M))
+
+
+def test_the_local_overlay_answers_on_port_8000_inside_the_clusters_node_port_range():
+    service = find(render("local"), "Service", "iris")
+    (port,) = service["spec"]["ports"]
+    low, high = map(int, re.search(r"^NODE_PORTS=(\d+)-(\d+)$", LOCAL_SCRIPT.read_text(), re.M).groups())
+    assert service["spec"]["type"] == "NodePort" and port["nodePort"] == HOST_PORT == 8000
+    assert low <= port["nodePort"] <= high
+
+
+def test_pins_agree_with_the_manifests_and_the_readme():
+    pins = versions()
+    manifest = (LOCAL_SCRIPT.parent / "metrics-server.yaml").read_text()
+    assert f"metrics-server:{pins['METRICS_SERVER_VERSION']}" in manifest
+    assert "--kubelet-insecure-tls" in manifest
+    readme = (STAGES[5] / "README.md").read_text()
+    assert f"{pins['KUBE_VERSION']} (pinned in" in readme, "the 05 README names the pinned Kubernetes"
+    # cgroup v1 hosts (this project's machines) need the kubelet told so since Kubernetes 1.35.
+    assert "failCgroupV1: false" in LOCAL_SCRIPT.read_text()
 
 
 def host_state() -> dict[str, set[str]]:
