@@ -131,7 +131,7 @@ scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput
 NBMAKE := --nbmake --nbmake-timeout=300
 
 .PHONY: test
-test: $(STAMP) ## the whole suite: every stage, real servers, Docker, notebooks (~5 min on 2 cores)
+test: $(STAMP) ## the whole suite: every stage, real servers, Docker, a cluster, notebooks (~6 min; ~20 with a cluster)
 	$(PY) -m pytest $(NBMAKE) tests notebooks
 
 .PHONY: test-fast
