@@ -10,7 +10,9 @@ from harness import scenarios
 from harness.layers import DevServer
 from harness.layers import Layer
 from harness.layers import free_port
+from harness.load import LoadReport
 from harness.load import LoadRun
+from harness.load import Outcome
 from harness.load import run_wrk
 from harness.load import wrk_available
 
@@ -83,3 +85,14 @@ def test_an_upgrade_that_never_lands_reports_it(model_v1, fresh_model, model_v2)
     with NoOpUpgrade(fresh_model) as layer:
         result = scenarios.upgrade(layer, model_v2, clients=1, settle=1.0)
     assert result["serves_new_version"] is False and result["failed"] == 0, result
+
+
+def test_longest_stall_sees_a_gap_without_failures():
+    """No request failed, yet nothing answered for 1.5 s: the stall shows it, failures cannot."""
+    report = LoadReport(started=0.0, ended=4.0)
+    report.outcomes = [Outcome(s, e, True, "200") for s, e in ((0.0, 0.1), (0.1, 0.5), (0.5, 2.0), (2.0, 2.1))]
+    assert report.failed == 0
+    assert report.longest_stall() == pytest.approx(1.9)  # from the last answer (2.1 s) to the end (4.0 s)
+    assert report.slowest() == pytest.approx(1.5)
+    summary = report.summary()
+    assert summary["longest_stall_s"] == 1.9 and summary["slowest_s"] == 1.5
