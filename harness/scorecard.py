@@ -109,6 +109,11 @@ def measure_stage(stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS) 
         say(f"[{layer.name}] reach: curl")
         result["reach"] = scenarios.reach(layer)
         result["memory"] = scenarios.idle_memory(layer)
+        if stage == 5:  # at idle, before any load makes the autoscaler add pods
+            from harness.cluster import control_plane_cost
+
+            say(f"[{layer.name}] the cluster's own cost at idle")
+            cluster_cost = control_plane_cost()
         result["throughput"] = []
         for connections in (1,) if stage == 1 else (1, 8):
             if stage > 1 and not wrk_available():
@@ -124,11 +129,6 @@ def measure_stage(stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS) 
             result["upgrade"] = scenarios.upgrade(layer, v2)
             say(f"[{layer.name}] crash under load")
             result["crash"] = scenarios.crash(layer)
-        if stage == 5:
-            from harness.cluster import control_plane_cost
-
-            say(f"[{layer.name}] the cluster's own cost at idle")
-            cluster_cost = control_plane_cost()
     finally:
         layer.stop()
     result["cost"] = {**scenarios.stage_diff(stage), **scenarios.dependencies(stage)}
