@@ -27,9 +27,10 @@ help: ## show this help
 .PHONY: setup
 setup: $(STAMP) ## create .venv from requirements.lock (one lock for every stage)
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $@
 
 # The model artifact of a stage folder, trained on first use (a second or so).
@@ -151,14 +152,17 @@ lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 .PHONY: diff
-diff: ## what one layer adds: make diff A=2 B=3
-	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff A=2 B=3"; exit 2; }
-	@diff -ruN -x artifacts -x __pycache__ $(STAGE_$(A)) $(STAGE_$(B)) || true
+diff: ## what one layer adds, code and configuration: make diff A=2 B=3 (ALL=1: the READMEs too)
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff A=2 B=3 [ALL=1]"; exit 2; }
+	@$(PYTHON_SYSTEM) -m harness.diff $(A) $(B) $(if $(ALL),--all)
+
+# The app is four files, one concern each; every served stage holds the same four.
+APP_FILES := app.py inputs.py v2.py openapi.json
 
 .PHONY: sync
 sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that owns them
 	@for d in $(STAGE_2) $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_1)/model.py $$d/; done; \
-	for d in $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_2)/app.py $$d/; done; \
+	for d in $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(addprefix $(STAGE_2)/,$(APP_FILES)) $$d/; done; \
 	for d in $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_3)/gunicorn.conf.py $$d/; done; \
 	[ -d $(STAGE_5) ] && cp $(STAGE_4)/Dockerfile $(STAGE_4)/.dockerignore $(STAGE_4)/requirements.txt $(STAGE_5)/; true
 

@@ -13,7 +13,11 @@ import tempfile
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    """A whole-number setting from the environment; a bad one stops gunicorn with one line naming it."""
+    value = os.environ.get(name, str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"error: {name} must be a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 # --- Where to listen ---------------------------------------------------------

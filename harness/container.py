@@ -39,7 +39,10 @@ IMAGE_NAME = "iris-serving"
 BASE_IMAGE = "python:3.11-slim"
 # What the Dockerfile copies; the tag is a hash of these, so it changes exactly
 # when the image would.
-IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "requirements.txt", "model.py", "app.py", "gunicorn.conf.py")
+IMAGE_INPUTS = (
+    "Dockerfile", ".dockerignore", "requirements.txt", "model.py",
+    "app.py", "inputs.py", "v2.py", "openapi.json", "gunicorn.conf.py",
+)  # fmt: skip
 CONTAINER_PORT = 8000
 MODEL_DIR = "/models"  # where a bind-mounted artifact appears inside the container
 BASE_IMAGE_SCRIPT = ROOT / "scripts" / "build_base_image.sh"

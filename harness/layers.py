@@ -31,6 +31,8 @@ STAGES = {
     5: ROOT / "05_kubernetes",
 }
 LOOPBACK = "127.0.0.1"
+# The app every served stage runs, as `make stage-N` names it to flask and gunicorn.
+APP = "app:create_app()"
 # The interpreter running the harness is the one from .venv (make setup).
 BIN = Path(sys.executable).parent
 
@@ -224,9 +226,11 @@ class InProcess(Layer):
 class ServerProcess(Layer):
     """A layer that is one local server process started from a stage folder."""
 
-    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None):
+    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP):
+        """``app`` is the WSGI app to serve, as gunicorn and flask name it (the stage's own by default)."""
         super().__init__(model_path, port)
         self.extra_env = env or {}
+        self.app = app
         self.proc: subprocess.Popen | None = None
         fd, log_path = tempfile.mkstemp(prefix=f"stage{self.stage:02d}-", suffix=".log")
         os.close(fd)  # start() opens it by name; an open descriptor per layer would leak
@@ -288,7 +292,7 @@ class DevServer(ServerProcess):
     upgrade_mechanism = "stop, install the new model, start again"
 
     def command(self) -> list[str]:
-        return [str(BIN / "flask"), "--app", "app:create_app()", "run", "--host", LOOPBACK, "--port", str(self.port)]
+        return [str(BIN / "flask"), "--app", self.app, "run", "--host", LOOPBACK, "--port", str(self.port)]
 
     def crash(self) -> None:
         self.proc.kill()
@@ -307,7 +311,7 @@ class Gunicorn(ServerProcess):
     upgrade_mechanism = "verify + install the new model, then SIGHUP (graceful reload)"
 
     def command(self) -> list[str]:
-        return [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"]
+        return [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", self.app]
 
     def start(self, timeout: float = 60.0) -> float:
         """Start, and wait until every worker (not just the first) has loaded the model."""

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness.container import docker_available  # noqa: E402
+from harness.container import docker_available
 
 NEEDS_DOCKER = {"04_container.ipynb", "05_kubernetes.ipynb"}
 NEEDS_WRK = {"02_rest_api.ipynb", "03_wsgi.ipynb", "04_container.ipynb", "05_kubernetes.ipynb"}

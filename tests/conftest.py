@@ -7,27 +7,27 @@ notebooks and `make scorecard` use.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from harness.cluster import Cluster  # noqa: E402
-from harness.cluster import cluster_reachable  # noqa: E402
-from harness.container import build_image  # noqa: E402
-from harness.container import docker_available  # noqa: E402
-from harness.golden import load_golden  # noqa: E402
-from harness.layers import STAGES  # noqa: E402
-from harness.layers import model_module  # noqa: E402
-from harness.layers import train_model  # noqa: E402
+import app as stage_app  # 02_rest_api/app.py (pytest's pythonpath), identical in every later stage
+from harness.cluster import Cluster
+from harness.cluster import cluster_reachable
+from harness.container import build_image
+from harness.container import docker
+from harness.container import docker_available
+from harness.golden import load_golden
+from harness.layers import STAGES
+from harness.layers import model_module
+from harness.layers import train_model
 
 # In CI a missing Docker engine is a failure, never a silent skip.
 REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_DOCKER") == "1"
 # In CI the cluster tests run on the local cluster `.ci/run` starts: a missing cluster fails them.
 # REQUIRE_CLUSTER=0 lets a CI job without a cluster skip them (the hosted CI runs them in its kind job).
+# The failure tests serve the stage's app wrapped with two test-only routes (support/failure_app.py).
+SUPPORT = Path(__file__).resolve().parent / "support"
 REQUIRE_CLUSTER = os.environ.get("REQUIRE_CLUSTER", "1" if os.environ.get("CI") == "true" else "0") == "1"
 
 
@@ -68,6 +68,18 @@ def golden() -> dict:
     return load_golden()
 
 
+@pytest.fixture
+def app(model_v1):
+    """The served app, built by its factory as gunicorn builds it (Flask's tutorial layout), MAX_ROWS 50."""
+    return stage_app.create_app({"MODEL_PATH": str(model_v1), "MAX_ROWS": 50})
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client for ``app``: requests without a network."""
+    return app.test_client()
+
+
 def require_docker() -> None:
     """Skip the calling test without a Docker engine; in CI (REQUIRE_DOCKER) fail instead."""
     available, reason = docker_available()
@@ -82,6 +94,14 @@ def stage4_image() -> str:
     """Tag of the stage-04 image, built once per session (reused while 04_container/ is unchanged)."""
     require_docker()
     return build_image()
+
+
+@pytest.fixture(scope="session")
+def failure_image(stage4_image) -> str:
+    """The stage-04 image plus the failure tests' routes (support/Dockerfile): never shipped."""
+    tag = f"{stage4_image}-failure"
+    docker("build", "--quiet", "--build-arg", f"IMAGE={stage4_image}", "--tag", tag, str(SUPPORT), timeout=300)
+    return tag
 
 
 @pytest.fixture(scope="session")

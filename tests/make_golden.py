@@ -5,15 +5,12 @@ part of the review.
 """
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness.golden import GOLDEN_PATH  # noqa: E402
-from harness.layers import model_module  # noqa: E402
-from harness.layers import train_model  # noqa: E402
+from harness.golden import GOLDEN_PATH
+from harness.layers import model_module
+from harness.layers import train_model
 
 INPUTS = [
     {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},  # a typical setosa

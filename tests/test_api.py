@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
+import app as api  # 02_rest_api/app.py (pytest's pythonpath), identical in every later stage
+import failure_app
 from harness.golden import mismatches
-from harness.layers import STAGES
-
-sys.path.insert(0, str(STAGES[2]))
-import app as api  # noqa: E402  (02_rest_api/app.py, identical in every later stage)
 
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-
-
-@pytest.fixture(scope="module")
-def app(model_v1):
-    return api.create_app({"MODEL_PATH": str(model_v1), "MAX_ROWS": 50, "TEST_ENDPOINTS": True})
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def tensor(rows, shape=None, datatype="FP64"):
@@ -79,15 +66,6 @@ def test_v2_health_and_metadata(client, app):
     assert client.get("/v2").get_json()["name"]
 
 
-def test_not_ready_until_the_model_is_loaded(model_v1):
-    app = api.create_app({"MODEL_PATH": str(model_v1)})
-    app.extensions["iris_model"] = None  # the state before the model is loaded
-    client = app.test_client()
-    response = client.get("/v2/health/ready")
-    assert response.status_code == 503 and response.get_json() == {"error": "model not loaded"}
-    assert client.get("/v2/health/live").status_code == 200, "alive while not ready"
-
-
 def test_refuses_to_start_with_a_tampered_model(fresh_model):
     fresh_model.write_bytes(b"tampered")
     with pytest.raises(api.iris.ArtifactError, match="SHA-256"):
@@ -97,12 +75,8 @@ def test_refuses_to_start_with_a_tampered_model(fresh_model):
 def test_openapi_document_lists_every_route(client, app):
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
-    routes = {
-        rule.rule.replace("<name>", "{name}")
-        for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static" and not rule.rule.startswith("/_test")
-    }
-    documented = {path.replace("{name}/ready", "iris/ready") for path in doc["paths"]}
+    routes = {rule.rule.replace("<name>", "{name}") for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    documented = set(doc["paths"])
     assert routes == documented, f"undocumented: {routes - documented}; no such route: {documented - routes}"
 
 
@@ -112,12 +86,32 @@ def test_openapi_shape_is_n_rows_of_4_features(client):
 
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1"), "prefixItems needs OpenAPI 3.1"
-    body = doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    body = doc["components"]["schemas"]["InferRequest"]
     shape = Draft202012Validator(body["properties"]["inputs"]["items"]["properties"]["shape"])
     for good in ([1, 4], [50, 4]):
         assert shape.is_valid(good), good
     for bad in ([0, 0], [0, 4], [1, 3], [51, 4], [1, 4, 1], [4], [1.5, 4]):
         assert not shape.is_valid(bad), bad
+
+
+def test_openapi_limits_are_the_servers_own(client, iris):
+    """The data file says 1000 rows; the served document says what this server accepts (MAX_ROWS 50 here)."""
+    doc = client.get("/openapi.json").get_json()
+    schemas = doc["components"]["schemas"]
+    assert schemas["PredictRequest"]["properties"]["instances"]["maxItems"] == 50
+    assert {p["maximum"] for p in schemas["Row"]["properties"].values()} == {iris.MAX_CM}
+    assert set(schemas["Row"]["required"]) == set(iris.FEATURES)
+    assert client.post("/predict", json={"instances": [ROW] * 50}).status_code == 200
+    assert client.post("/predict", json={"instances": [ROW] * 51}).status_code == 413
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-3", "1.5", ""])
+def test_a_max_rows_that_is_not_a_whole_number_is_one_line_naming_it(monkeypatch, caplog, model_v1, value):
+    monkeypatch.setenv("MAX_ROWS", value)
+    with pytest.raises(SystemExit) as stopped:
+        api.create_app({"MODEL_PATH": str(model_v1)})
+    assert stopped.value.code == 4, "gunicorn's 'App failed to load': it stops instead of respawning workers"
+    assert caplog.messages == [f"MAX_ROWS must be a whole number of at least 1, got {value!r}"]
 
 
 @pytest.mark.parametrize(
@@ -185,7 +179,8 @@ def test_405_names_the_allowed_methods(client):
     assert "POST" in response.headers["Allow"]
 
 
-def test_unexpected_exception_is_a_500_without_traceback_and_the_next_request_works(client):
+def test_unexpected_exception_is_a_500_without_traceback_and_the_next_request_works(model_v1):
+    client = failure_app.create_app({"MODEL_PATH": str(model_v1)}).test_client()
     response = client.get("/_test/fail")
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal server error"}
@@ -193,7 +188,5 @@ def test_unexpected_exception_is_a_500_without_traceback_and_the_next_request_wo
     assert client.post("/predict", json={"instances": [ROW]}).status_code == 200
 
 
-def test_test_endpoints_are_off_by_default(model_v1):
-    client = api.create_app({"MODEL_PATH": str(model_v1)}).test_client()
-    assert client.get("/_test/fail").status_code == 404
-    assert client.get("/_test/sleep").status_code == 404
+def test_the_served_app_has_no_test_only_routes(app):
+    assert not [rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/_test")]

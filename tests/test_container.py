@@ -33,13 +33,12 @@ MAX_ADDED_MB = 300  # what our Dockerfile may add on top of python:3.11-slim
 
 @pytest.fixture(scope="module")
 def served(stage4_image):
-    """The image's own baked-in model, read-only root, test endpoints on, a 1 s health interval.
+    """The image's own baked-in model, read-only root, a 1 s health interval.
 
     (The interval only makes the healthcheck test quick; the check itself is the Dockerfile's.)
     """
     layer = Container(
         image=stage4_image,
-        env={"TEST_ENDPOINTS": "1"},
         run_args=("--read-only", "--tmpfs", "/tmp", "--health-interval", "1s"),
     )
     layer.start_s = layer.start()
@@ -109,8 +108,10 @@ def test_killing_pid_1_the_restart_policy_brings_it_back(served, golden):
     assert mismatches(served.predict(golden["inputs"])["predictions"], golden) == []
 
 
-def test_docker_stop_is_graceful(served):
-    """Last test on the shared container: SIGTERM lets an in-flight request finish, exit code 0."""
+def test_docker_stop_is_graceful(failure_image):
+    """SIGTERM lets an in-flight request finish, exit code 0 (the image plus a route that holds a request)."""
+    served = Container(image=failure_image)
+    served.start()
     in_flight = send_in_background("GET", f"{served.base_url}/_test/sleep?seconds=2", timeout=30)
     # a worker logs this on entry: the request is in flight before the signal
     assert wait_until(lambda: "test endpoint: sleeping" in served.log(), 10), "the slow request never started"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import uuid
 
 import kubernetes_validate
@@ -121,13 +120,9 @@ def test_hpa_and_pdb_point_at_the_deployment(objects):
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-def test_probes_ask_paths_the_app_serves_on_the_container_port(container, model_v1):
-    # The app is identical in every stage (test_stage_copies.py); import it as test_api.py does.
-    sys.path.insert(0, str(STAGES[2]))
-    import app as api
-
-    flask_app = api.create_app({"MODEL_PATH": str(model_v1)})
-    client = flask_app.test_client()
+def test_probes_ask_paths_the_app_serves_on_the_container_port(container, app):
+    # The app is identical in every stage (test_stage_copies.py).
+    flask_app, client = app, app.test_client()
     gets = {rule.rule for rule in flask_app.url_map.iter_rules() if "GET" in rule.methods}
     port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
     probes = {kind: container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}

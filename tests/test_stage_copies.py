@@ -8,11 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from harness import diff as harness_diff
 from harness.layers import ROOT
 from harness.layers import STAGES
 
 # file -> the stage that owns it; every later stage folder holds a byte-identical copy
-OWNED = {"model.py": 1, "app.py": 2, "gunicorn.conf.py": 3, "Dockerfile": 4, ".dockerignore": 4}
+OWNED = {
+    "model.py": 1,
+    **dict.fromkeys(("app.py", "inputs.py", "v2.py", "openapi.json"), 2),
+    "gunicorn.conf.py": 3,
+    **dict.fromkeys(("Dockerfile", ".dockerignore", "requirements.txt"), 4),
+}
 COPIES = [
     (name, owner, stage)
     for name, owner in OWNED.items()
@@ -39,8 +45,9 @@ def test_copy_is_byte_identical(name, owner, stage):
 
 
 def test_copies_say_they_are_copies():
-    for name in ("model.py", "app.py", "gunicorn.conf.py"):
-        assert "DELIBERATE COPY" in (STAGES[OWNED[name]] / name).read_text()
+    for name, owner in OWNED.items():
+        head = "\n".join((STAGES[owner] / name).read_text().splitlines()[:5])
+        assert "DELIBERATE COPY" in head.upper().replace("-", " "), f"{name} does not say at its top that it is copied"
 
 
 @pytest.mark.parametrize("stage", [s for s, p in STAGES.items() if (p / "requirements.txt").exists()])
@@ -80,21 +87,57 @@ def test_stage_requirements_pin_every_dependency(stage):
     assert not missing, f"{STAGES[stage].name}/requirements.txt does not pin: {sorted(missing)}"
 
 
-# What `make diff A=N-1 B=N` must show: the layer's own files and nothing else.
+# What `make diff A=N-1 B=N` shows: the layer's own code and configuration (top-level names).
 ADDS = {
-    2: {"README.md", "requirements.txt", "app.py"},
-    3: {"README.md", "requirements.txt", "gunicorn.conf.py"},
-    4: {"README.md", "requirements.txt", "Dockerfile", ".dockerignore"},
-    5: {"README.md", "kind.sh", "k8s"},
+    2: {"requirements.txt", "app.py", "inputs.py", "v2.py", "openapi.json"},
+    3: {"requirements.txt", "gunicorn.conf.py"},
+    4: {"requirements.txt", "Dockerfile", ".dockerignore"},
+    5: {"kind.sh", "k8s"},
 }
+SHOWN = [s for s in ADDS if STAGES[s].is_dir()]
 
 
-@pytest.mark.parametrize("stage", [s for s in ADDS if STAGES[s].is_dir()])
-def test_make_diff_shows_only_what_the_layer_adds(stage):
-    out = subprocess.run(
-        ["make", "-s", "diff", f"A={stage - 1}", f"B={stage}"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    ).stdout
-    changed = {
-        line.split()[-1].split("/", 1)[1].split("/")[0] for line in out.splitlines() if line.startswith("diff -ruN")
-    }
-    assert changed == ADDS[stage], f"make diff A={stage - 1} B={stage} touches {sorted(changed)}"
+def shown_files(out: str) -> set[str]:
+    return {line.split()[-1].split("/", 1)[1].split("/")[0] for line in out.splitlines() if line.startswith("diff ")}
+
+
+@pytest.mark.parametrize("stage", SHOWN)
+def test_make_diff_shows_the_code_of_one_lesson_and_counts_the_docs(stage):
+    make = ["make", "-s", "diff", f"A={stage - 1}", f"B={stage}"]
+    out = subprocess.run(make, cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    assert shown_files(out) == ADDS[stage], f"make diff A={stage - 1} B={stage} shows {sorted(shown_files(out))}"
+    assert re.search(r"^#   README\.md: \+\d+ -\d+ lines$", out, re.M), "the README's change is a line count"
+    everything = subprocess.run([*make, "ALL=1"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    assert shown_files(everything) == ADDS[stage] | {"README.md"}, "ALL=1 shows the README too"
+
+
+@pytest.mark.parametrize("stage", SHOWN)
+def test_make_diff_counts_lines_as_git_does(stage):
+    """The per-file counts (the scorecard's 'lines added') agree with an independent diff, git's.
+
+    Two diff programs may pair changed lines differently, so what must agree is
+    the set of files and each file's net change (lines added minus removed).
+    """
+    numstat = subprocess.run(
+        ["git", "diff", "--no-index", "--numstat", STAGES[stage - 1].name, STAGES[stage].name],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    by_git = {}
+    for line in numstat.splitlines():
+        added, removed, names = line.split("\t")
+        if "{" in names:  # "{02_rest_api => 03_wsgi}/README.md"
+            names = re.sub(r"\{(.*) => (.*)\}", r"\2", names)
+        path = next(n for n in reversed(names.split(" => ")) if n != "/dev/null").split("/", 1)[1]
+        if not {"artifacts", "__pycache__"} & set(path.split("/")):
+            by_git[path] = [int(added), int(removed)]
+    ours = harness_diff.changes(stage - 1, stage)
+    assert ours.keys() == by_git.keys()
+    assert {p: a - r for p, (a, r) in ours.items()} == {p: a - r for p, (a, r) in by_git.items()}
+
+
+@pytest.mark.parametrize("stage", SHOWN)
+def test_the_readme_names_every_file_the_diff_shows(stage):
+    readme = (STAGES[stage] / "README.md").read_text()
+    section = readme.split("## What changed", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([^`/ ]+)[`/]", section))
+    assert ADDS[stage] <= named, f"'What changed' does not name {sorted(ADDS[stage] - named)}"
