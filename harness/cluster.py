@@ -15,10 +15,13 @@ default kind where a ``kind`` binary exists, else the local cluster.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,19 +36,22 @@ import yaml
 
 from harness.container import build_image
 from harness.container import docker
-from harness.layers import BIN
-from harness.layers import LOOPBACK
-from harness.layers import ROOT
-from harness.layers import STAGES
-from harness.layers import Layer
-from harness.layers import LayerError
-from harness.layers import cpu_seconds
-from harness.layers import free_port
-from harness.layers import model_module
-from harness.layers import process_memory
-from harness.layers import wait_ready
+from harness.container import image_self_contained
+from harness.core import APP
+from harness.core import BIN
+from harness.core import LOOPBACK
+from harness.core import ROOT
+from harness.core import STAGES
+from harness.core import Layer
+from harness.core import LayerError
+from harness.core import children
+from harness.core import cpu_seconds
+from harness.core import free_port
+from harness.core import model_module
+from harness.core import process_memory
+from harness.core import wait_ready
+from harness.core import wait_until
 from harness.load import LoadRun
-from harness.load import wait_until
 
 K8S = STAGES[5] / "k8s"
 KIND_SCRIPT = STAGES[5] / "kind.sh"
@@ -504,27 +510,39 @@ class Cluster(Layer):
     stage-5` runs (kind.sh creates or reuses the kind cluster; the local
     cluster must be up: `make cluster-up`). Requests go to the Service's
     NodePort on 127.0.0.1:8000, so every ready pod gets its share.
-    ``crash`` SIGKILLs one pod's serving process (gunicorn's master, the
-    container's PID 1), as the other layers' crash kills theirs: the kubelet
-    restarts the container; with ``kill = "pod"`` it deletes the pod without
-    grace and the Deployment replaces it. ``delete_pod`` is the graceful deletion a node drain or eviction does.
-    ``upgrade`` builds an image with the new model and rolls it out.
+    ``crash`` SIGKILLs, in the oldest pod, gunicorn's master (the container's
+    PID 1: the kubelet restarts the container) or one worker (the master
+    replaces it), or deletes the pod without grace ("pod": the Deployment
+    replaces it). ``delete_pod`` is the graceful deletion a node drain or
+    eviction does. ``upgrade`` builds an image with the new model and rolls it out.
     """
 
     stage = 5
     upgrade_mechanism = "new image tag, rolling update (maxSurge 1, maxUnavailable 0)"
-    recovery_window = 90.0  # a replacement pod: schedule, start, load the model, pass readiness
+    crash_targets = ("server", "worker", "pod")
+    poll_interval = 0.5  # each look is a few API calls
 
-    def __init__(self, model_path: Path | None = None, port: int | None = None, image: str | None = None):
-        # The model is the one baked into the image; model_path is kept for the interface.
-        super().__init__(model_path or Path("baked-into-image"), port=HOST_PORT)
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        app: str = APP,
+        *,
+        image: str | None = None,
+    ):
+        """``model_path`` None serves the model baked into ``image`` (default: the stage-04 image); a path
+        is baked into an image of its own on start. The port is the Service's, 8000; the app and its
+        settings are the image's and k8s/'s (server.env), so ``app`` and ``env`` stay as they are."""
+        if app != APP or port not in (None, HOST_PORT) or env:
+            raise LayerError("stage 05 serves the image's own app on 127.0.0.1:8000, configured by k8s/server.env")
+        super().__init__(model_path, HOST_PORT)
         self.image = image or os.environ.get("IMAGE", "")
         self.flavour = flavour()
         self.name = f"05 Kubernetes ({self.flavour})"
         self._full_strength = 2
         self._found = ""  # the image stage 05 ran before start, "" when it was not deployed
-        #: what ``crash`` kills: "process" (gunicorn's master in one pod) or "pod" (a forced delete)
-        self.kill = "process"
+        self._crashed: tuple[str, str, int, list[int]] = ("", "", 0, [])  # (target, pod, restarts, workers)
 
     def script(self, *args: str, timeout: float = 900) -> str:
         """Run the cluster's script (kind.sh or cluster.sh) with ``args``; its output, or LayerError."""
@@ -540,16 +558,20 @@ class Cluster(Layer):
         started = time.monotonic()
         if not self.image:
             self.image = build_image()  # the stage-04 image, built once per content hash
+        if self.model_path:
+            digest = hashlib.sha256(self.model_path.read_bytes()).hexdigest()[:12]
+            self.image = build_model_image(self.image, self.model_path, f"iris-serving:model-{digest}")
+            self.model_path = None  # baked in now
         self._found = deployed_image()
         self.script("up", self.image, timeout=timeout)
         wait_ready(f"{self.base_url}/v2/health/ready", timeout=60)
         return time.monotonic() - started
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 180.0) -> None:
         """Leave the cluster as ``start`` found it: remove stage 05 if it was not deployed, else roll
         back to the image it ran. The cluster itself stays (`make stage-5-down` / `make cluster-down`)."""
         if not self._found:
-            kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=180, check=False)
+            kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=timeout, check=False)
         elif deployed_image() != self._found:
             self.rollout(self._found)
 
@@ -564,29 +586,35 @@ class Cluster(Layer):
         """As many ready pods, and ready Service endpoints, as before the last disruption."""
         return sum(is_ready(p) for p in pods()) >= self._full_strength and ready_endpoints() >= self._full_strength
 
-    def crash(self) -> None:
-        """The oldest pod loses its server: SIGKILL of gunicorn's master (PID 1), or with
-        ``kill = "pod"`` the whole pod deleted with no grace period."""
+    def crash(self, target: str = "server") -> str:
+        """In the oldest pod: SIGKILL of gunicorn's master (the container's PID 1, "server") or of one
+        worker ("worker"), or the whole pod deleted with no grace period ("pod")."""
+        self._check_target(target)
         pod = self.serving_pods()[0]
+        name = pod["metadata"]["name"]
         self._full_strength = ready_endpoints()
-        self._killed = (pod["metadata"]["name"], restarts(pod))
-        if self.kill == "pod":
-            kubectl("delete", "pod", "-n", NAMESPACE, pod["metadata"]["name"], "--grace-period=0", "--force",
-                    "--wait=false")  # fmt: skip
+        pid1 = container_pids(pod)[0]
+        workers = children(pid1)
+        self._crashed = (target, name, restarts(pod), workers)
+        if target == "pod":
+            kubectl("delete", "pod", "-n", NAMESPACE, name, "--grace-period=0", "--force", "--wait=false")
+            return f"kubectl delete pod -n {NAMESPACE} {name} --grace-period=0 --force"
+        victim = pid1 if target == "server" else workers[0]
+        os.kill(victim, signal.SIGKILL)
+        return f"kill -9 {victim}    # host PID of gunicorn's {'master' if target == 'server' else 'worker'} in {name}"
+
+    def recovered(self) -> bool:
+        """The pod replaced, its container restarted or its worker replaced, and the Service at full strength."""
+        target, name, before, workers = self._crashed
+        pod = next((p for p in pods() if p["metadata"]["name"] == name), None)
+        if target == "pod":
+            replaced = pod is None
+        elif target == "server":
+            replaced = pod is None or restarts(pod) > before
         else:
-            os.kill(container_pids(pod)[0], 9)
-
-    def wait_recovered(self, timeout: float) -> float | None:
-        """Seconds until the pod is replaced (or its container restarted) and the Service is at full strength."""
-        name, before = self._killed
-
-        def recovered() -> bool:
-            pod = next((p for p in pods() if p["metadata"]["name"] == name), None)
-            replaced = pod is None if self.kill == "pod" else pod is None or restarts(pod) > before
-            return replaced and self.at_full_strength()
-
-        start = time.monotonic()
-        return time.monotonic() - start if wait_until(recovered, timeout=timeout, interval=0.5) else None
+            pids = container_pids(pod) if pod else []
+            replaced = bool(pids) and len([p for p in children(pids[0]) if p not in workers]) >= 1
+        return replaced and self.at_full_strength()
 
     def delete_pod(self, wait: bool = True) -> str:
         """Delete one pod gracefully (preStop, SIGTERM, grace period); return its name."""
@@ -595,9 +623,18 @@ class Cluster(Layer):
         kubectl("delete", "pod", "-n", NAMESPACE, name, f"--wait={str(wait).lower()}", timeout=120)
         return name
 
-    def upgrade(self, new_model: Path) -> None:
+    def upgrade(self, new_model: Path) -> str:
         image = build_model_image(self.image, Path(new_model), f"iris-serving:model-{int(time.time())}")
         self.rollout(image)
+        return f"docker build (FROM {self.image} + the new model) -t {image}; kubectl set image ... {image}"
+
+    def load(self, image: str) -> None:
+        """Make the local Docker image ``image`` available to the cluster's container runtime."""
+        if self.flavour == "local":
+            self.script("load", image)
+        else:
+            subprocess.run(["kind", "load", "docker-image", image, "--name", CLUSTER_NAME], check=True,
+                           capture_output=True, timeout=600)  # fmt: skip
 
     def rollout(self, image: str) -> None:
         """Roll the Deployment to ``image`` (loaded into the cluster first) and wait until it is complete."""
@@ -614,12 +651,20 @@ class Cluster(Layer):
         """Every process of every serving pod (gunicorn master and workers), as host PIDs."""
         return [pid for pod in self.serving_pods() for pid in container_pids(pod)]
 
+    def self_contained(self) -> dict[str, Any]:
+        return image_self_contained(self.image)
 
-def _cli(argv: list[str]) -> int:
-    """``python -m harness.cluster image``: build (or reuse) the stage-04 image and print its tag."""
-    if argv != ["image"]:
-        print("usage: python -m harness.cluster image", file=sys.stderr)
-        return 2
+    def cost(self) -> dict[str, Any]:
+        """The cluster's own processes (measured at idle: call it before any load) and its objects."""
+        return {"image_mib": None, "cluster": control_plane_cost()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``image`` builds (or reuses) the stage-04 image and prints its tag."""
+    parser = argparse.ArgumentParser(prog="python -m harness.cluster", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("image", help="build (or reuse) the stage-04 image, print its tag")
+    parser.parse_args(argv)
     try:
         print(build_image())
     except LayerError as exc:
@@ -629,4 +674,4 @@ def _cli(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_cli(sys.argv[1:]))
+    sys.exit(main())

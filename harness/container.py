@@ -12,10 +12,10 @@ MODEL_PATH, so one image serves version 1 or version 2.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,14 +26,17 @@ from typing import Any
 
 import requests
 
+from harness.core import APP
+from harness.core import HOST_PATH
+from harness.core import LOOPBACK
+from harness.core import ROOT
+from harness.core import STAGES
+from harness.core import Layer
+from harness.core import LayerError
+from harness.core import children
+from harness.core import namespace_pid
+from harness.core import wait_ready
 from harness.golden import load_golden
-from harness.layers import LOOPBACK
-from harness.layers import ROOT
-from harness.layers import STAGES
-from harness.layers import Layer
-from harness.layers import LayerError
-from harness.layers import children
-from harness.layers import wait_ready
 
 IMAGE_NAME = "iris-serving"
 BASE_IMAGE = "python:3.11-slim"
@@ -96,62 +99,22 @@ def image_config(tag: str) -> dict:
     return json.loads(docker("image", "inspect", "--format", "{{json .Config}}", tag).stdout)
 
 
-def image_layers(tag: str) -> list[dict[str, Any]]:
-    """The image's layers, oldest first: id, the instruction that made it, its size in bytes.
-
-    A registry push or pull moves only the layers the other side lacks, so
-    the sizes say what shipping an edit costs. ENV, CMD and the like add 0 bytes.
-    """
-    out = docker("history", "--human=false", "--no-trunc", "--format", "{{json .}}", tag).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-    return [
-        {"id": r["ID"], "created_by": r["CreatedBy"], "bytes": int(r["Size"]), "comment": r["Comment"]}
-        for r in reversed(rows)
-    ]
-
-
-def dangling_images() -> set[str]:
-    """IDs of untagged images (a multi-stage build leaves its builder stage as one)."""
-    return set(docker("images", "--quiet", "--no-trunc", "--filter", "dangling=true").stdout.split())
-
-
-def timed_build(context: Path, tag: str, no_cache: bool = False, timeout: float = 900) -> dict[str, Any]:
-    """``docker build`` of ``context`` into ``tag``, timed: seconds, steps, steps served from the cache.
-
-    ``no_cache`` is a cold build (every step runs: wheels downloaded and
-    installed, model trained). ``left_behind`` lists the untagged images the
-    build created (its builder stage): remove them and ``tag`` with
-    ``remove_images`` when the build was only a measurement.
-    """
-    before = dangling_images()
-    started = time.monotonic()
-    out = docker("build", "--tag", tag, *(["--no-cache"] if no_cache else []), str(context), timeout=timeout).stdout
-    seconds = time.monotonic() - started
+def image_self_contained(image: str) -> dict[str, Any]:
+    """Whether ``image`` carries its own Python and packages: run its interpreter with the host's .venv off PATH."""
+    probe = "import sys, sklearn, flask, gunicorn; print(sys.executable, sys.version.split()[0], sklearn.__version__)"
+    out = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", probe],
+        env={"PATH": HOST_PATH, **{k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if out.returncode != 0:
+        return {"self_contained": False, "why": f"the image's own Python failed: {out.stderr.strip()[-300:]}"}
+    executable, version, sklearn = out.stdout.split()
     return {
-        "seconds": round(seconds, 2),
-        "steps": len(re.findall(r"^Step \d+/\d+ :", out, re.MULTILINE)),
-        "cached_steps": out.count("---> Using cache"),
-        "left_behind": sorted(dangling_images() - before),
+        "self_contained": True,
+        "why": f"the host needs only a container engine: the image runs {executable} (Python {version}, "
+        f"scikit-learn {sklearn}) with the host's .venv off PATH",
     }
-
-
-def remove_images(*refs: str) -> None:
-    """``docker rmi`` each tag or ID given (only ones you created); a missing one is no error."""
-    for ref in refs:
-        docker("rmi", ref, check=False)
-
-
-def engine_pids() -> dict[str, list[int]]:
-    """Host PIDs of the Docker engine's daemons, by name (dockerd, containerd): the engine's own cost."""
-    found: dict[str, list[int]] = {"dockerd": [], "containerd": []}
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            name = comm.read_text().strip()
-        except OSError:  # the process ended during the scan
-            continue
-        if name in found:
-            found[name].append(int(comm.parent.name))
-    return found
 
 
 def ensure_base_image() -> None:
@@ -182,8 +145,10 @@ class Container(Layer):
         self,
         model_path: Path | None = None,
         port: int | None = None,
-        image: str | None = None,
         env: dict[str, str] | None = None,
+        app: str = APP,
+        *,
+        image: str | None = None,
         run_args: tuple[str, ...] = (),
         network: str = "publish",
     ):
@@ -192,17 +157,15 @@ class Container(Layer):
         ``network="publish"`` (what `make stage-4` does) publishes the port on
         127.0.0.1 through Docker's port proxy; ``"host"`` shares the host's
         network (no proxy, listening on 127.0.0.1 only), to measure what the
-        proxy costs.
+        proxy costs. An ``app`` other than the stage's own replaces the image's command.
         """
-        super().__init__(model_path or Path("/app/artifacts/iris.joblib"), port)
-        self.mounted = model_path is not None
+        super().__init__(model_path, port, env, app)
         self.image = image
-        self.extra_env = env or {}
         self.run_args = tuple(run_args)
         self.network = network
         self.container: str | None = None
-        self._killed = 0
         self.exit_code: int | None = None
+        self._before_crash: tuple[int, list[int]] = (0, [])  # (PID 1, its workers) when ``crash`` fired
 
     def run_command(self) -> list[str]:
         """The `docker run` arguments, the same as `make stage-4` uses plus this test's model and name."""
@@ -211,7 +174,7 @@ class Container(Layer):
             args += ["--network", "host", "--env", f"HOST={LOOPBACK}", "--env", f"PORT={self.port}"]
         else:
             args += ["--publish", f"{LOOPBACK}:{self.port}:{CONTAINER_PORT}"]
-        if self.mounted:
+        if self.model_path:
             # Mount the two files, not their directory: pytest's temp dirs are
             # private to root (0700) and the container user is 10001.
             model = self.model_path.resolve()
@@ -220,7 +183,8 @@ class Container(Layer):
             args += ["--env", f"MODEL_PATH={MODEL_DIR}/{model.name}"]
         for key, value in self.extra_env.items():
             args += ["--env", f"{key}={value}"]
-        return [*args, *self.run_args, self.image]
+        command = [] if self.app == APP else ["gunicorn", "-c", "gunicorn.conf.py", self.app]
+        return [*args, *self.run_args, self.image, *command]
 
     def start(self, timeout: float = 60.0) -> float:
         self.image = self.image or build_image()
@@ -275,88 +239,93 @@ class Container(Layer):
         """How often the restart policy has restarted this container."""
         return self.inspect()["RestartCount"]
 
-    def crash(self) -> None:
-        """SIGKILL PID 1 from the host. (`docker kill` would count as a manual stop: no restart.)"""
-        self._killed = self.pid1()
-        os.kill(self._killed, signal.SIGKILL)
+    def crash(self, target: str = "server") -> str:
+        """SIGKILL PID 1, gunicorn's master ("server"), or one of its workers, from the host.
 
-    def wait_recovered(self, timeout: float) -> float | None:
-        """After crash(): seconds until the restart policy's new PID 1 serves, None if not in time."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            state = self.inspect()["State"]
-            if state["Running"] and state["Pid"] not in (0, self._killed) and self.ready():
-                return time.monotonic() - start
-            time.sleep(0.05)
-        return None
+        (`docker kill` would count as a manual stop: no restart.) The restart
+        policy restarts a container whose PID 1 died; the master replaces a worker.
+        """
+        self._check_target(target)
+        pid1 = self.pid1()
+        workers = children(pid1)
+        self._before_crash = (pid1, workers)
+        victim = pid1 if target == "server" else workers[0]
+        os.kill(victim, signal.SIGKILL)
+        return f"kill -9 {victim}    # host PID of the container's {'PID 1' if target == 'server' else 'worker'}"
 
-    def upgrade(self, new_model: Path) -> None:
+    def recovered(self) -> bool:
+        """As many workers as before the crash, the new ones booted, and ready."""
+        pid1, workers = self._before_crash
+        state = self.inspect()["State"]
+        if not state["Running"] or not state["Pid"]:
+            return False
+        now = children(state["Pid"])
+        fresh = [p for p in now if p not in workers]
+        log = self.log()  # a worker logs its PID (inside the container) once it has loaded the model
+        return (
+            len(now) >= len(workers)
+            and bool(fresh)
+            and all(f"(pid {namespace_pid(p)})" in log for p in fresh)
+            and self.ready()
+        )
+
+    def upgrade(self, new_model: Path) -> str:
         """Replace the container by one serving ``new_model``: stop old, start new (downtime in between)."""
+        old = self.container
         self.stop()
-        self.model_path, self.mounted = Path(new_model), True
+        self.model_path = Path(new_model)
         self.start()
+        return f"docker stop {old} && docker run ... {self.image} (with the new model mounted)"
 
-    def engine_side_pids(self) -> list[int]:
-        """Host PIDs working for this container outside it: its containerd-shim, dockerd and containerd.
+    def self_contained(self) -> dict[str, Any]:
+        return image_self_contained(self.image)
 
-        Every line the server writes (an access log line per request) travels
-        through the shim to dockerd, which stores it for `docker logs`; their
-        CPU under load is what the engine costs per request. (dockerd and
-        containerd also serve any other container running at the time.)
-        """
-        shim = int(Path(f"/proc/{self.pid1()}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        return [shim, *(pid for pids in engine_pids().values() for pid in pids)]
-
-    def proxy_pids(self) -> list[int]:
-        """Host PIDs of the docker-proxy processes forwarding this container's published port.
-
-        With ``network="publish"`` every connection to 127.0.0.1:port is
-        accepted by docker-proxy, which copies the bytes to the container and
-        back in user space; with ``network="host"`` there is none.
-        """
-        pids = []
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                args = cmdline.read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if args[0].endswith(b"docker-proxy") and b"-host-port" in args:
-                if args[args.index(b"-host-port") + 1] == str(self.port).encode():
-                    pids.append(int(cmdline.parent.name))
-        return pids
+    def cost(self) -> dict[str, Any]:
+        """The image: what every machine that runs this layer must download and store."""
+        return {"image_mib": round(image_size(self.image) / 2**20, 1)}
 
     def serving_pids(self) -> list[int]:
         pid = self.pid1()
         return [pid, *children(pid)]
 
 
-def _cli(argv: list[str]) -> int:
-    if argv[:1] == ["check"]:
+def predict_once(port: int) -> int:
+    """Wait until the server on ``port`` is ready, print one prediction; a one-line error otherwise."""
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        seconds = wait_ready(f"{url}/v2/health/ready", timeout=60)
+    except LayerError as exc:
+        print(f"error: {exc} (see: docker logs)", file=sys.stderr)
+        return 1
+    row = load_golden()["inputs"][0]
+    try:
+        answer = requests.post(f"{url}/predict", json={"instances": [row]}, timeout=10).json()
+    except (requests.RequestException, ValueError) as exc:
+        print(f"error: POST /predict failed: {exc} (see: docker logs)", file=sys.stderr)
+        return 1
+    print(f"ready after {seconds:.1f} s; POST /predict {json.dumps(row)}")
+    print(json.dumps(answer))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: check | tag | predict PORT."""
+    parser = argparse.ArgumentParser(prog="python -m harness.container", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="is a Docker engine answering? (one line)")
+    commands.add_parser("tag", help="the image tag for the current files")
+    predict = commands.add_parser("predict", help="wait until ready, print one prediction")
+    predict.add_argument("port", type=int)
+    args = parser.parse_args(argv)
+    if args.command == "check":
         available, reason = docker_available()
         print(reason if available else f"error: {reason}", file=sys.stdout if available else sys.stderr)
         return 0 if available else 1
-    if argv[:1] == ["tag"]:
+    if args.command == "tag":
         print(image_tag())
         return 0
-    if argv[:1] == ["predict"] and len(argv) == 2:
-        url = f"http://{LOOPBACK}:{argv[1]}"
-        try:
-            seconds = wait_ready(f"{url}/v2/health/ready", timeout=60)
-        except LayerError as exc:
-            print(f"error: {exc} (see: docker logs)", file=sys.stderr)
-            return 1
-        row = load_golden()["inputs"][0]
-        try:
-            answer = requests.post(f"{url}/predict", json={"instances": [row]}, timeout=10).json()
-        except (requests.RequestException, ValueError) as exc:
-            print(f"error: POST /predict failed: {exc} (see: docker logs)", file=sys.stderr)
-            return 1
-        print(f"ready after {seconds:.1f} s; POST /predict {json.dumps(row)}")
-        print(json.dumps(answer))
-        return 0
-    print("usage: python -m harness.container check | tag | predict PORT", file=sys.stderr)
-    return 2
+    return predict_once(args.port)
 
 
 if __name__ == "__main__":
-    sys.exit(_cli(sys.argv[1:]))
+    sys.exit(main())

@@ -13,16 +13,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STAGES = {
-    1: ROOT / "01_model_py",
-    2: ROOT / "02_rest_api",
-    3: ROOT / "03_wsgi",
-    4: ROOT / "04_container",
-    5: ROOT / "05_kubernetes",
-}
+from harness.paths import ROOT
+from harness.paths import STAGES
+
 # Never part of a lesson: trained artifacts and bytecode.
 IGNORED = ("artifacts", "__pycache__")
 DOC_SUFFIXES = (".md", ".ipynb")

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from dataclasses import field
@@ -23,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from harness.core import LayerError
+from harness.core import wait_until
 
 # One flower, the same request everywhere (the first golden input).
 EXAMPLE_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -69,19 +71,6 @@ class LoadReport:
         answered = [o for o in self.outcomes if o.ok]
         return max(answered, key=lambda o: o.end).version if answered else None
 
-    def downtime(self) -> float | None:
-        """Seconds from the first failed request to the first success after the last failure.
-
-        0.0 when nothing failed; None when the service never answered again.
-        """
-        failures = [o for o in self.outcomes if not o.ok]
-        if not failures:
-            return 0.0
-        first = min(o.start for o in failures)
-        last = max(o.end for o in failures)
-        recovered = [o.end for o in self.outcomes if o.ok and o.start >= last - 1e-3]
-        return (min(recovered) - first) if recovered else None
-
     def longest_stall(self) -> float:
         """The longest time without a successful answer: the widest gap between two successes ending.
 
@@ -114,13 +103,11 @@ class LoadReport:
 
     def summary(self) -> dict[str, Any]:
         """Plain figures for a results file or an assertion message."""
-        downtime = self.downtime()
         return {
             "requests": self.total,
+            "ok": self.total - self.failed,
             "failed": self.failed,
             "failure_kinds": self.failure_kinds(),
-            "downtime_s": None if downtime is None else round(downtime, 3),
-            "recovered": downtime is not None,
             "longest_stall_s": round(self.longest_stall(), 3),
             "slowest_s": round(self.slowest(), 3),
             "versions": self.versions,
@@ -202,19 +189,19 @@ class LoadRun:
 
         return wait_until(holds, timeout, interval)
 
+    def warm_up(self, requests: int = 50, timeout: float = 10.0) -> int:
+        """Wait until ``requests`` have completed, so a fault hits a loaded server; LayerError if they do not."""
+        if not self.wait_for(lambda r: r.total >= requests, timeout):
+            raise LayerError(f"only {self.count()} of {requests} warm-up requests completed in {timeout:.0f} s")
+        return self.count()
 
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition()`` until it is true (return True) or ``timeout`` seconds pass (False).
-
-    Tests assert on the result with the measured figures in the message, never
-    on how long the wait took.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
+    def settle(self, requests: int = 50, timeout: float = 20.0) -> int:
+        """After an event: wait for ``requests`` more to complete (answered or failed), so late failures
+        are counted too; LayerError if the clients stopped getting any outcome at all."""
+        target = self.count() + requests
+        if not self.wait_for(lambda r: r.total >= target, timeout):
+            raise LayerError(f"the load stalled: {self.count()} of {target} requests completed in {timeout:.0f} s")
+        return self.count()
 
 
 def send_in_background(method: str, url: str, timeout: float = 60.0, **kwargs: Any) -> Future[Outcome]:

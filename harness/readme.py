@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.layers import ROOT
-from harness.layers import STAGES
+from harness.paths import ROOT
+from harness.paths import STAGES
 
 BLOCK = re.compile(r"(<!-- figures:(\w+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 
@@ -41,26 +41,72 @@ def _machine(results: dict[str, Any]) -> str:
     return f"measured by `make scorecard` on {env['cpus_usable']} CPUs ({env['cpu_model']}), {env['measured_at'][:10]}"
 
 
-def _crash(stage: dict[str, Any]) -> str:
-    crash = stage["crash"]
+def _crash(crash: dict[str, Any]) -> str:
+    figures = (
+        f"{crash['failed']} of {crash['requests']} requests failed, {crash['longest_stall_s']:.2f} s without any answer"
+    )
     if crash["recovered"]:
-        return (
-            f"{crash['failed']} of {crash['requests']} requests failed; back at full strength after "
-            f"{crash['recovery_s']} s, with nobody's help"
-        )
-    return f"{crash['failed']} of {crash['requests']} requests failed and it never came back ({crash['observed_s']} s)"
+        return f"{figures}; back at full strength after {crash['recovery_s']} s, with nobody's help"
+    return f"{figures}; never came back (watched for {crash['observed_s']:.0f} s)"
 
 
-def _upgrade(stage: dict[str, Any]) -> str:
-    up = stage["upgrade"]
+def _upgrade(up: dict[str, Any]) -> str:
     served = "then served version 2" if up["serves_new_version"] else "did NOT end up serving version 2"
-    return f"{up['failed']} of {up['requests']} requests failed ({up['mechanism']}), {served}"
+    return (
+        f"{up['failed']} of {up['requests']} requests failed and the longest wait for an answer was "
+        f"{up['longest_stall_s']:.2f} s ({up['mechanism']}), {served}"
+    )
+
+
+def _answered(entry: dict[str, Any], key: str) -> str:
+    """A table cell: ``key`` of a scenario result, or n/a where the layer has no use for it."""
+    return str(entry[key]) if entry.get("applicable", True) else "n/a"
+
+
+def _recovers(crash: dict[str, Any]) -> str:
+    if not crash.get("applicable", True):
+        return "n/a"
+    return f"{crash['recovery_s']:.1f} s" if crash["recovered"] else "never"
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The capability-and-cost table as plain text (the tour and the README print it)."""
+    header = (
+        f"{'layer':<24}{'curl':>5}{'rps@1':>7}{'rps@8':>7}{'kill server: failed':>21}{'no answer':>10}"
+        f"{'back':>7}{'kill worker: back':>19}{'upgrade: failed':>17}{'stall':>7}{'+lines':>7}{'MiB':>6}"
+    )
+    rows = [header, "-" * len(header)]
+    for s in results["stages"]:
+        crash, worker, up = s["crash"], s.get("crash_worker", {"applicable": False}), s["upgrade"]
+        stall = f"{up['longest_stall_s']:.2f}" if up.get("applicable", True) else "n/a"
+        no_answer = f"{crash['longest_stall_s']:.1f} s" if crash.get("applicable", True) else "n/a"
+        rows.append(
+            f"{s['layer']:<24}{'yes' if s['reach']['reachable'] else 'no':>5}"
+            f"{_rps_text(s, 1):>7}{_rps_text(s, 8):>7}{_answered(crash, 'failed'):>21}{no_answer:>10}"
+            f"{_recovers(crash):>7}{_recovers(worker):>19}{_answered(up, 'failed'):>17}{stall:>7}"
+            f"{s['cost']['lines_added']:>7}{s['memory']['pss_mib'] or '-':>6}"
+        )
+    env = results["environment"]
+    rows.append(
+        f"kills: SIGKILL under load, every layer watched {_window(results)} s; 'no answer': the longest time "
+        "without a successful answer; MiB: PSS at idle"
+    )
+    rows.append(f"measured {env['measured_at']} on {env['cpus_usable']} CPUs ({env['cpu_model']})")
+    return "\n".join(rows)
+
+
+def _window(results: dict[str, Any]) -> str:
+    windows = {s["crash"]["observed_s"] for s in results["stages"] if s["crash"].get("applicable", True)}
+    return "/".join(f"{w:.0f}" for w in sorted(windows)) or "-"
+
+
+def _rps_text(stage: dict[str, Any], connections: int) -> str:
+    rps = _rps(stage, connections)
+    return f"{rps:.0f}" if rps else "-"
 
 
 def render(name: str, results: dict[str, Any]) -> str:
     """The text of block ``name`` (``table`` or ``stageN``) for these results."""
-    from harness.scorecard import summary_table
-
     if name == "table":
         return f"```\n{summary_table(results)}\n```\n"
     number = int(name.removeprefix("stage"))
@@ -68,43 +114,42 @@ def render(name: str, results: dict[str, Any]) -> str:
     if stage is None:
         why = results.get("not_measured", {}).get(str(number), "not in the last scorecard run")
         return f"- Not measured in the last scorecard run: {why}.\n"
-    cost = stage["cost"]
-    memory = stage["memory"]
-    lines = [
-        f"- Cost: {cost['lines_added']} lines added against the previous stage, "
+    cost, memory = stage["cost"], stage["memory"]
+    lines = []
+    if not stage["crash"].get("applicable", True):  # no server: the in-process floor
+        t = stage["throughput"][0]
+        lines.append(f"- In-process floor: p50 {t['latency_ms']['p50']} ms per single-row prediction; "
+                     f"reach: {stage['reach']['why']}.")  # fmt: skip
+    else:
+        lines.append(f"- Kill the server process under load (SIGKILL): {_crash(stage['crash'])}.")
+        if stage.get("crash_worker", {}).get("applicable"):
+            lines.append(f"- Kill one worker under load: {_crash(stage['crash_worker'])}.")
+        lines.append(f"- Upgrade to version 2 under load: {_upgrade(stage['upgrade'])}.")
+        previous, floor = _stage(results, number - 1), _stage(results, 1)
+        throughput = f"- Throughput at 8 clients: {_rps(stage, 8)} requests/s"
+        if previous and _rps(previous, 8):
+            throughput += f", {_ratio(_rps(stage, 8), _rps(previous, 8))} the previous layer's"
+        if floor and _p50(stage) is not None:
+            throughput += f"; single-row p50 {_p50(stage)} ms, {_p50(stage) - _p50(floor):.3f} ms above in-process"
+        lines.append(throughput + ".")
+    lines.append(
+        f"- Cost: {cost['lines_added']} lines of code and configuration added against the previous stage, "
         f"{cost['packages']} pinned packages ({cost['installed_mib']} MiB installed), "
         + (
             f"{memory['pss_mib']} MiB PSS at idle in {memory['processes']} process(es)."
             if memory["pss_mib"] is not None
             else "memory not measured from the host."
         )
-    ]
-    if number == 1:
-        t = stage["throughput"][0]
-        lines.insert(0, f"- In-process floor: p50 {t['latency_ms']['p50']} ms per single-row prediction; "
-                        f"reach: {stage['reach']['why']}.")  # fmt: skip
-    else:
-        previous = _stage(results, number - 1)
-        lines.insert(0, f"- Crash under load (SIGKILL): {_crash(stage)}.")
-        lines.insert(1, f"- Upgrade to version 2 under load: {_upgrade(stage)}.")
-        throughput = f"- Throughput at 8 clients: {_rps(stage, 8)} requests/s"
-        if previous and number > 2:
-            throughput += f", {_ratio(_rps(stage, 8), _rps(previous, 8))} the previous layer's"
-        if number == 2:
-            floor = _stage(results, 1)
-            if floor and _p50(stage) is not None:
-                overhead = _p50(stage) - _p50(floor)
-                throughput += f"; single-row p50 {_p50(stage)} ms, {overhead:.3f} ms above the in-process floor"
-        lines.insert(2, throughput + ".")
-        if "image_mib" in cost:
-            lines.append(f"- Image: {cost['image_mib']} MiB.")
-        if "cluster" in cost:
-            c = cost["cluster"]
-            lines.append(
-                f"- The cluster itself ({c['flavour']}), idle for {c['idle_seconds']:.0f} s: {c['pss_mib']} MiB PSS"
-                f" and {c['cpu_cores']} CPU cores in {len(c['processes'])} processes ({', '.join(c['processes'])});"
-                f" {c['objects_in_namespace']} objects in the namespace from {c['yaml_lines']} lines of YAML."
-            )
+    )
+    if cost.get("image_mib"):
+        lines.append(f"- Image: {cost['image_mib']} MiB.")
+    if "cluster" in cost:
+        c = cost["cluster"]
+        lines.append(
+            f"- The cluster itself ({c['flavour']}), idle for {c['idle_seconds']:.0f} s: {c['pss_mib']} MiB PSS"
+            f" and {c['cpu_cores']} CPU cores in {len(c['processes'])} processes ({', '.join(c['processes'])});"
+            f" {c['objects_in_namespace']} objects in the namespace from {c['yaml_lines']} lines of YAML."
+        )
     lines.append(f"- ({_machine(results)}; rerun `make scorecard` to refresh.)")
     return "\n".join(lines) + "\n"
 

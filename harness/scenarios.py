@@ -16,21 +16,26 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.core import STAGES
+from harness.core import Layer
+from harness.core import cpu_seconds
+from harness.core import process_memory
+from harness.core import wait_until
+from harness.diff import code_changes
 from harness.golden import load_golden
 from harness.golden import mismatches
-from harness.layers import STAGES
-from harness.layers import InProcess
-from harness.layers import Layer
-from harness.layers import cpu_seconds
-from harness.layers import process_memory
 from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
 from harness.load import run_wrk
 
+# Every layer is watched for the same window after a crash, so failed requests and the time
+# without an answer compare across layers (a layer that never recovers is down for all of it).
+OBSERVE_S = 10.0
+
 
 def reach(layer: Layer) -> dict[str, Any]:
     """Can a non-Python client (curl) get the golden predictions from this layer?"""
-    if isinstance(layer, InProcess):
+    if not layer.serves_http:
         return {
             "reachable": False,
             "why": "no network endpoint: a caller must be a Python program with this source and its dependencies",
@@ -49,7 +54,7 @@ def reach(layer: Layer) -> dict[str, Any]:
     return {"reachable": not problems, "why": "; ".join(problems) or "curl got the golden predictions"}
 
 
-def in_process_latency(layer: InProcess, seconds: float = 2.0, max_calls: int = 20_000) -> dict[str, Any]:
+def in_process_latency(layer: Layer, seconds: float = 2.0, max_calls: int = 20_000) -> dict[str, Any]:
     """The floor: single-row predictions called directly, no HTTP (p50/p95/p99 in ms, calls/s)."""
     timings = []
     deadline = time.monotonic() + seconds
@@ -68,9 +73,7 @@ def in_process_latency(layer: InProcess, seconds: float = 2.0, max_calls: int = 
     }
 
 
-def in_process_batch(
-    layer: InProcess, rows: int = 1000, seconds: float = 2.0, max_calls: int = 2_000
-) -> dict[str, Any]:
+def in_process_batch(layer: Layer, rows: int = 1000, seconds: float = 2.0, max_calls: int = 2_000) -> dict[str, Any]:
     """Batch throughput in-process: rows/s when ``rows`` rows are predicted per call."""
     batch = [EXAMPLE_ROW] * rows
     timings = []
@@ -87,43 +90,59 @@ def in_process_batch(
     }
 
 
+def server_cpu_seconds(pids: list[int]) -> float:
+    """CPU used so far by a server's processes, with that of the workers they reaped (replaced) included."""
+    return sum(cpu_seconds(p, reaped=True) for p in pids)
+
+
 def throughput(layer: Layer, connections: int, seconds: float = 5.0) -> dict[str, Any]:
     """Single-row /predict throughput and latency at ``connections`` clients, with server CPU use."""
-    if isinstance(layer, InProcess):
+    if not layer.serves_http:
         return in_process_latency(layer, seconds=min(seconds, 2.0))
-    pids = layer.serving_pids()
-    before = sum(cpu_seconds(p) for p in pids)
+    before = server_cpu_seconds(layer.serving_pids())
     result = run_wrk(layer.base_url, connections, seconds)
-    after = sum(cpu_seconds(p) for p in layer.serving_pids() if p in pids)
-    result["server_cpu_cores"] = round((after - before) / result["duration_s"], 2) if result["duration_s"] else None
+    # Workers started during the run (max_requests recycles them) count from their start;
+    # those that ended count through their master's reaped CPU.
+    used = server_cpu_seconds(layer.serving_pids()) - before
+    result["server_cpu_cores"] = round(used / result["duration_s"], 2) if result["duration_s"] else None
     return result
 
 
 def crash(
-    layer: Layer, clients: int = 4, observe: float | None = None, warmup: float = 0.5, timeline: float | None = None
+    layer: Layer,
+    target: str = "server",
+    clients: int = 4,
+    observe: float = OBSERVE_S,
+    warmup: float = 0.5,
+    timeline: float | None = None,
 ) -> dict[str, Any]:
-    """Kill the serving process under load; count failures and time the recovery.
+    """SIGKILL ``target`` of ``layer`` (its serving process, or a worker) under load; watch ``observe`` s.
 
-    Load runs for ``warmup`` s, the layer's ``crash()`` fires, then we watch
-    for up to ``observe`` s. ``recovered`` is False when the service never
-    answered again in that window (the development server's fate).
-    ``event_s`` is when the kill happened, in seconds from the start of the
-    load; ``timeline`` (a bucket width in s) adds ok/failed counts per bucket.
-    ``observe`` defaults to the layer's ``recovery_window``.
+    Load runs for ``warmup`` s, ``layer.crash(target)`` fires, then the load
+    goes on for ``observe`` s whatever happens, the same window for every
+    layer. ``recovered`` is False when the layer was not back at full strength
+    within it (the development server's fate); ``longest_stall_s`` is the
+    longest time without a successful answer. ``event_s`` is when the kill
+    happened, in seconds from the start of the load; ``timeline`` (a bucket
+    width in s) adds ok/failed counts per bucket; ``command`` is what the
+    harness did, as a reader would type it.
     """
-    observe = layer.recovery_window if observe is None else observe
     with LoadRun(layer.base_url, clients=clients, max_seconds=warmup + observe + 5) as run:
         time.sleep(warmup)
         crashed_at = time.monotonic()
-        layer.crash()
-        recovery = layer.wait_recovered(timeout=observe)
-        # keep the load on a little longer so late failures are counted too
-        time.sleep(min(1.0, max(0.0, crashed_at + observe - time.monotonic())))
+        command = layer.crash(target)
+        recovered = wait_until(layer.recovered, timeout=observe, interval=layer.poll_interval)
+        recovery = time.monotonic() - crashed_at
+        time.sleep(max(0.0, crashed_at + observe - time.monotonic()))
     report = run.report.summary()
-    report["recovery_s"] = None if recovery is None else round(recovery, 3)
-    report["recovered"] = recovery is not None
-    report["observed_s"] = observe
-    report["event_s"] = round(crashed_at - run.report.started, 3)
+    report.update(
+        target=target,
+        command=command,
+        recovered=recovered,
+        recovery_s=round(recovery, 3) if recovered else None,
+        observed_s=observe,
+        event_s=round(crashed_at - run.report.started, 3),
+    )
     if timeline:
         report["timeline"] = run.report.timeline(timeline)
     return report
@@ -134,21 +153,23 @@ def upgrade(
 ) -> dict[str, Any]:
     """Move to ``new_model`` under load with the layer's own mechanism.
 
-    Returns failed requests, downtime, and which version answers at the end;
-    ``event_s`` and ``timeline`` as in ``crash``.
+    Returns failed requests, the longest time without an answer, the slowest
+    request, and which version answers at the end; ``event_s``, ``timeline``
+    and ``command`` as in ``crash``.
     """
     new_version = json.loads(Path(new_model).with_suffix(".json").read_text())["model_version"]
     # bounded: a rolling update (image build, load, rollout) may take minutes
     with LoadRun(layer.base_url, clients=clients, max_seconds=settle + 300, max_requests=300_000) as run:
         time.sleep(0.5)
         started = time.monotonic()
-        layer.upgrade(new_model)
+        command = layer.upgrade(new_model)
         switched = run.wait_for(lambda r: r.last_version() == new_version, timeout=settle)
         took = time.monotonic() - started
         time.sleep(0.5)  # a little more load on the new version
     report = run.report.summary()
     report.update(
         mechanism=layer.upgrade_mechanism,
+        command=command,
         new_version=new_version,
         serves_new_version=switched and run.report.last_version() == new_version,
         switch_s=round(took, 3) if switched else None,
@@ -161,10 +182,9 @@ def upgrade(
 
 def idle_memory(layer: Layer) -> dict[str, Any]:
     """RSS/PSS/USS summed over the serving processes at idle, in MiB."""
-    try:
-        pids = layer.serving_pids()
-    except NotImplementedError as exc:  # e.g. pods inside a kind node
-        return {"processes": None, "rss_mib": None, "pss_mib": None, "uss_mib": None, "why": str(exc)}
+    pids = layer.serving_pids()
+    if not pids:
+        return {"processes": None, "rss_mib": None, "pss_mib": None, "uss_mib": None, "why": "no host PIDs"}
     totals = {"rss": 0, "pss": 0, "uss": 0}
     for pid in pids:
         for key, value in process_memory(pid).items():
@@ -172,33 +192,18 @@ def idle_memory(layer: Layer) -> dict[str, Any]:
     return {"processes": len(pids), **{f"{k}_mib": round(v / 2**20, 1) for k, v in totals.items()}}
 
 
-# Not part of what a layer costs: trained artifacts, bytecode, the stage's documentation.
-DIFF_EXCLUDE = ("artifacts", "__pycache__", "README.md")
-
-
 def stage_diff(stage: int) -> dict[str, Any]:
-    """Files and lines a stage adds against the previous one (as `make diff` shows).
+    """Files and lines of code and configuration a stage adds against the previous one (`make diff`).
 
-    ``per_file`` maps each changed file to [lines added, lines removed]. The
-    stage README is left out: documentation is not what running a layer costs.
+    ``per_file`` maps each changed file to [lines added, lines removed];
+    documentation is not what running a layer costs. Stage 01 counts its whole folder.
     """
     if stage == 1:
-        files = [p for p in STAGES[1].rglob("*") if p.is_file() and not set(DIFF_EXCLUDE) & set(p.parts)]
+        files = [p for p in STAGES[1].rglob("*") if p.is_file() and not {"artifacts", "__pycache__"} & set(p.parts)]
         per_file = {str(p.relative_to(STAGES[1])): [len(p.read_text().splitlines()), 0] for p in sorted(files)}
-        lines = sum(added for added, _ in per_file.values())
-        return {"files_added": len(files), "lines_added": lines, "lines_removed": 0, "per_file": per_file}
-    excludes = [arg for name in DIFF_EXCLUDE for arg in ("-x", name)]
-    out = subprocess.run(
-        ["diff", "-ruN", *excludes, str(STAGES[stage - 1]), str(STAGES[stage])], capture_output=True, text=True
-    ).stdout
-    per_file: dict[str, list[int]] = {}
-    for line in out.splitlines():
-        if line.startswith("diff "):
-            counts = per_file.setdefault(str(Path(line.split()[-1]).relative_to(STAGES[stage])), [0, 0])
-        elif line.startswith("+") and not line.startswith("+++"):
-            counts[0] += 1
-        elif line.startswith("-") and not line.startswith("---"):
-            counts[1] += 1
+        per_file = {p: c for p, c in per_file.items() if not p.endswith(".md")}
+    else:
+        per_file = code_changes(stage - 1, stage)
     return {
         "files_changed": len(per_file),
         "lines_added": sum(a for a, _ in per_file.values()),

@@ -25,14 +25,17 @@ from typing import Any
 
 from harness import readme
 from harness import scenarios
-from harness.layers import ROOT
-from harness.layers import STAGES
-from harness.layers import LayerError
+from harness.cluster import cluster_reachable
+from harness.container import docker_available
+from harness.core import ROOT
+from harness.core import STAGES
+from harness.core import LayerError
+from harness.core import model_module
+from harness.core import train_model
 from harness.layers import layer_class
-from harness.layers import model_module
-from harness.layers import train_model
 from harness.load import EXAMPLE_ROW
 from harness.load import wrk_available
+from harness.readme import summary_table
 
 RESULTS = ROOT / "results" / "scorecard.json"
 THROUGHPUT_SECONDS = 5
@@ -45,21 +48,16 @@ def say(message: str) -> None:
 
 def available_stages() -> dict[int, str]:
     """Stage number -> why it is available or not ("" when it is)."""
-    status = {1: "", 2: "", 3: ""}
-    if not STAGES[4].is_dir():
-        status[4] = "no 04_container folder"
-    else:
-        from harness.container import docker_available
-
-        ok, reason = docker_available()
-        status[4] = "" if ok else reason
-    if not STAGES[5].is_dir():
-        status[5] = "no 05_kubernetes folder"
-    else:
-        from harness.cluster import cluster_reachable
-
-        ok, reason = cluster_reachable()
-        status[5] = "" if ok else reason
+    needs = {4: docker_available, 5: cluster_reachable}  # what stages 04 and 05 run on
+    status = {}
+    for stage, folder in STAGES.items():
+        if not folder.is_dir():
+            status[stage] = f"no {folder.name} folder"
+        elif stage in needs:
+            ok, reason = needs[stage]()
+            status[stage] = "" if ok else reason
+        else:
+            status[stage] = ""
     return status
 
 
@@ -95,8 +93,14 @@ def environment() -> dict[str, Any]:
     }
 
 
-def measure_stage(stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS) -> dict[str, Any]:
-    """Every scenario against one layer, in an order that leaves it usable to the end."""
+def measure_stage(
+    stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS, observe: float = scenarios.OBSERVE_S
+) -> dict[str, Any]:
+    """Every scenario against one layer, in an order that leaves it usable to the end.
+
+    What a layer can do decides what runs (``serves_http``, ``crash_targets``):
+    a scenario the layer has no use for is recorded as not applicable, with why.
+    """
     v1 = train_model(workdir / f"stage{stage}-v1", version="1")
     served = workdir / f"stage{stage}-served" / "iris.joblib"
     model_module().install(v1, served)
@@ -106,43 +110,68 @@ def measure_stage(stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS) 
     say(f"[{layer.name}] starting")
     result["cold_start_s"] = round(layer.start(), 3)
     try:
-        say(f"[{layer.name}] reach: curl")
+        say(f"[{layer.name}] reach: curl; what the host needs; memory and cost at idle")
         result["reach"] = scenarios.reach(layer)
+        result["self_contained"] = layer.self_contained()
         result["memory"] = scenarios.idle_memory(layer)
-        if stage == 5:  # at idle, before any load makes the autoscaler add pods
-            from harness.cluster import control_plane_cost
-
-            say(f"[{layer.name}] the cluster's own cost at idle")
-            cluster_cost = control_plane_cost()
+        extra_cost = layer.cost()  # at idle, before any load makes an autoscaler add pods
         result["throughput"] = []
-        for connections in (1,) if stage == 1 else (1, 8):
-            if stage > 1 and not wrk_available():
+        for connections in (1, 8) if layer.serves_http else (1,):
+            if layer.serves_http and not wrk_available():
                 result["throughput_skipped"] = "wrk is not installed"
                 break
             say(f"[{layer.name}] throughput: {connections} client(s), {seconds} s")
             result["throughput"].append(scenarios.throughput(layer, connections, seconds))
-        if stage == 1:
-            result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
-            result["crash"] = {"applicable": False, "why": "no server to crash: the caller's own process"}
-        else:
+        if layer.serves_http:
             say(f"[{layer.name}] upgrade to version 2 under load")
             result["upgrade"] = scenarios.upgrade(layer, v2)
-            say(f"[{layer.name}] crash under load")
-            result["crash"] = scenarios.crash(layer)
+        else:
+            result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
+        # the worker first: killing the server may leave nothing to kill a worker of (stage 03)
+        for target, key in (("worker", "crash_worker"), ("server", "crash")):
+            if target in layer.crash_targets:
+                say(f"[{layer.name}] crash under load: SIGKILL of the {target}")
+                result[key] = scenarios.crash(layer, target, observe=observe)
+            else:
+                why = "no server to crash: the caller's own process" if target == "server" else "no worker processes"
+                result[key] = {"applicable": False, "why": why}
     finally:
         layer.stop()
-    result["cost"] = {**scenarios.stage_diff(stage), **scenarios.dependencies(stage)}
-    if stage == 4:
-        from harness.container import image_size
-
-        result["cost"]["image_mib"] = round(image_size(layer.image) / 2**20, 1)
-    if stage == 5:
-        result["cost"]["cluster"] = cluster_cost
+    result["cost"] = {**scenarios.stage_diff(stage), **scenarios.dependencies(stage), **extra_cost}
     say(f"[{layer.name}] done")
     return result
 
 
-def run(stages: list[int], out: Path, seconds: int = THROUGHPUT_SECONDS) -> dict[str, Any]:
+def implausible(results: dict[str, Any]) -> list[str]:
+    """Every figure in ``results`` that cannot be true: negative, more CPU than the machine has,
+    requests that are not answered + failed, a stall longer than the run. Empty when all is plausible."""
+    cores = results["environment"]["cpus_usable"]
+    problems = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            if {"requests", "ok", "failed"} <= value.keys() and value["requests"] != value["ok"] + value["failed"]:
+                problems.append(f"{where}: requests {value['requests']} != ok {value['ok']} + failed {value['failed']}")
+            if value.get("longest_stall_s", 0) > value.get("duration_s", float("inf")) + 0.01:
+                problems.append(f"{where}: a stall of {value['longest_stall_s']} s in a {value['duration_s']} s run")
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if value < 0 and not where.endswith("version"):
+                problems.append(f"{where}: {value} is negative")
+            if where.endswith("_cpu_cores") and value > cores * 1.05:
+                problems.append(f"{where}: {value} cores on a {cores}-CPU machine")
+
+    walk(results["stages"], "stages")
+    return problems
+
+
+def run(
+    stages: list[int], out: Path, seconds: int = THROUGHPUT_SECONDS, observe: float = scenarios.OBSERVE_S
+) -> dict[str, Any]:
     """Measure ``stages`` and write the results file; return its content."""
     started = time.monotonic()
     status = available_stages()
@@ -153,8 +182,10 @@ def run(stages: list[int], out: Path, seconds: int = THROUGHPUT_SECONDS) -> dict
                 say(f"[stage {stage:02d}] skipped: {status[stage]}")
                 results["not_measured"][str(stage)] = status[stage]
                 continue
-            results["stages"].append(measure_stage(stage, Path(tmp), seconds))
+            results["stages"].append(measure_stage(stage, Path(tmp), seconds, observe))
     results["environment"]["scorecard_seconds"] = round(time.monotonic() - started, 1)
+    for problem in implausible(results):
+        say(f"warning: implausible figure: {problem}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     say(f"wrote {out} in {results['environment']['scorecard_seconds']} s")
@@ -162,34 +193,6 @@ def run(stages: list[int], out: Path, seconds: int = THROUGHPUT_SECONDS) -> dict
         for path in readme.update(results):
             say(f"updated the figures in {path.relative_to(ROOT)}")
     return results
-
-
-def _rps(stage: dict[str, Any], connections: int) -> str:
-    match = [t for t in stage.get("throughput", []) if t["connections"] == connections]
-    return f"{match[0]['rps']:.0f}" if match else "-"
-
-
-def summary_table(results: dict[str, Any]) -> str:
-    """The capability-and-cost table as plain text (the tour and the README print it)."""
-    header = (
-        f"{'layer':<22}{'curl':>6}{'rps@1':>8}{'rps@8':>8}{'crash: failed':>15}{'recovers':>10}"
-        f"{'upgrade: failed':>17}{'to v2':>7}{'+lines':>8}{'MiB idle':>10}"
-    )
-    rows = [header, "-" * len(header)]
-    for s in results["stages"]:
-        crash, upgrade = s["crash"], s["upgrade"]
-        applicable = crash.get("applicable", True)
-        recovers = ("yes" if crash["recovered"] else "never") if applicable else "n/a"
-        rows.append(
-            f"{s['layer']:<22}{'yes' if s['reach']['reachable'] else 'no':>6}{_rps(s, 1):>8}{_rps(s, 8):>8}"
-            f"{crash['failed'] if applicable else 'n/a':>15}{recovers:>10}"
-            f"{upgrade['failed'] if applicable else 'n/a':>17}"
-            f"{('yes' if upgrade.get('serves_new_version') else 'no') if applicable else 'n/a':>7}"
-            f"{s['cost']['lines_added']:>8}{s['memory']['pss_mib'] or '-':>10}"
-        )
-    env = results["environment"]
-    rows.append(f"measured {env['measured_at']} on {env['cpus_usable']} CPUs ({env['cpu_model']})")
-    return "\n".join(rows)
 
 
 def tour() -> None:
@@ -220,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=RESULTS, help=f"results file (default: {RESULTS.relative_to(ROOT)})"
     )
     parser.add_argument("--seconds", type=int, default=THROUGHPUT_SECONDS, help="each throughput run (default 5)")
+    parser.add_argument(
+        "--observe", type=float, default=scenarios.OBSERVE_S, help="seconds every layer is watched after a kill"
+    )
     parser.add_argument("--tour", action="store_true", help="one request to each layer, then the last scorecard")
     args = parser.parse_args(argv)
     try:
@@ -232,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tour:
             tour()
         else:
-            print(summary_table(run(stages, args.out, max(1, args.seconds))))
+            print(summary_table(run(stages, args.out, max(1, args.seconds), max(1.0, args.observe))))
     except (LayerError, OSError) as exc:  # a layer that would not start, a results file we cannot write
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,12 +19,12 @@ from harness.container import BASE_IMAGE
 from harness.container import Container
 from harness.container import image_config
 from harness.container import image_size
+from harness.core import wait_until
 from harness.golden import mismatches
 from harness.layers import BIN
 from harness.layers import STAGES
 from harness.load import EXAMPLE_ROW
 from harness.load import send_in_background
-from harness.load import wait_until
 
 pytestmark = pytest.mark.docker
 MB = 1_000_000

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
 from harness import scenarios
+from harness.core import ROOT
 from harness.layers import DevServer
 from harness.layers import Layer
 from harness.layers import free_port
@@ -20,10 +22,10 @@ from harness.load import wrk_available
 def test_load_against_a_dead_port_reports_failures_not_zero():
     # max_seconds leaves a stalled machine time to send 20; the run ends as soon as it has.
     with LoadRun(f"http://127.0.0.1:{free_port()}", clients=2, max_seconds=10, max_requests=100) as run:
-        run.wait_for(lambda r: r.total >= 20, timeout=10)
+        run.warm_up(requests=20, timeout=10)  # failures count as outcomes: the load flows
     summary = run.report.summary()
-    assert summary["requests"] >= 20 and summary["failed"] == summary["requests"], summary
-    assert summary["recovered"] is False and summary["downtime_s"] is None
+    assert summary["requests"] >= 20 and summary["failed"] == summary["requests"] and summary["ok"] == 0, summary
+    assert summary["longest_stall_s"] == summary["duration_s"], "never answered: the whole run without an answer"
 
 
 def test_load_run_is_bounded_in_count():
@@ -49,13 +51,13 @@ class NeverRecovers(Layer):
     def start(self, timeout: float = 60.0) -> float:
         return 0.0
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         pass
 
-    def crash(self) -> None:
-        pass
+    def crash(self, target: str = "server") -> str:
+        return "nothing"
 
-    def ready(self) -> bool:
+    def recovered(self) -> bool:
         return False
 
 
@@ -66,12 +68,20 @@ def test_a_layer_that_never_recovers_reports_never():
     timeline = result["timeline"]  # what the notebooks plot: every request in exactly one bucket
     assert sum(timeline["failed"]) == result["failed"] and sum(timeline["ok"]) == 0, timeline
     assert 0 < result["event_s"] < result["duration_s"], result
+    # watched for the whole window, recovered or not: every layer's figures cover the same time
+    assert result["duration_s"] >= result["event_s"] + result["observed_s"], result
+    assert result["longest_stall_s"] >= result["observed_s"], result
 
 
-def test_stage_diff_counts_what_diff_shows_per_file():
-    cost = scenarios.stage_diff(3)
-    assert "gunicorn.conf.py" in cost["per_file"] and "README.md" not in cost["per_file"], cost
-    assert cost["lines_added"] == sum(added for added, _ in cost["per_file"].values()), cost
+@pytest.mark.parametrize("stage", [3, 4, 5])
+def test_the_scorecard_counts_the_code_make_diff_shows(stage):
+    out = subprocess.run(["make", "-s", "diff", f"A={stage - 1}", f"B={stage}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60).stdout  # fmt: skip
+    shown = {line.split()[-1].split("/", 1)[1] for line in out.splitlines() if line.startswith("diff ")}
+    cost = scenarios.stage_diff(stage)
+    assert set(cost["per_file"]) == shown and "README.md" not in shown, (sorted(cost["per_file"]), sorted(shown))
+    shown_added = sum(1 for line in out.splitlines() if line.startswith("+") and not line.startswith("+++ "))
+    assert cost["lines_added"] == shown_added
 
 
 @pytest.mark.slow

@@ -36,10 +36,10 @@ from harness.cluster import pods
 from harness.cluster import ready_endpoints
 from harness.cluster import restarts
 from harness.cluster import wait_old_pods_gone
+from harness.core import wait_until
 from harness.golden import mismatches
 from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
-from harness.load import wait_until
 
 # A rollout or the HPA's reaction takes minutes, not the suite's default 300 s.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -68,17 +68,18 @@ def versions_answering(base_url: str, requests_count: int = 20) -> set[str]:
 
 
 @contextlib.contextmanager
-def overlay(image: str, server_env: dict[str, str]) -> Iterator[None]:
-    """Apply stage 05 with ``server_env`` merged into server.env (same image), then restore it.
+def overlay(image: str, server_env: dict[str, str], restore: str | None = None) -> Iterator[None]:
+    """Apply stage 05 with ``image`` and ``server_env`` merged into server.env; then server.env as committed,
+    with the image ``restore`` (default: ``image``).
 
     What a reader does to change a setting: edit server.env and `kubectl apply
     -k`. The configMapGenerator gives the ConfigMap a new name (a hash of its
     content), so the Deployment's pod template changes and the pods roll.
     """
-    tag = image.split(":", 1)[1]
     with tempfile.TemporaryDirectory() as tmp:
         changed, restored = Path(tmp) / "changed", Path(tmp) / "restored"
-        for folder, env in ((changed, server_env), (restored, {})):
+        for folder, env, tag in ((changed, server_env, image), (restored, {}, restore or image)):
+            tag = tag.split(":", 1)[1]
             folder.mkdir()
             (folder / "extra.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
             generator = "configMapGenerator:\n  - name: iris-config\n    behavior: merge\n    envs: [extra.env]\n"
@@ -131,13 +132,17 @@ def test_sigkill_of_the_serving_process_is_repaired_by_the_kubelet(cluster):
     assert report["longest_stall_s"] < report["observed_s"], report
 
 
+def test_sigkill_of_one_worker_is_repaired_by_its_master(cluster):
+    """The same event as stage 03's worker crash, inside one pod: gunicorn replaces its worker."""
+    report = scenarios.crash(cluster, "worker")
+    print(f"\nSIGKILL of one pod's gunicorn worker under load: {report}")
+    assert report["recovered"], f"the worker was not replaced within {report['observed_s']} s"
+    assert report["longest_stall_s"] < report["observed_s"], report
+
+
 def test_force_deleting_a_pod_is_repaired_by_the_deployment(cluster):
     """A pod deleted with no grace period: its processes die at once, a new pod replaces it."""
-    cluster.kill = "pod"
-    try:
-        report = scenarios.crash(cluster)
-    finally:
-        cluster.kill = "process"
+    report = scenarios.crash(cluster, "pod")
     print(f"\na pod force-deleted under load: {report}")
     assert report["recovered"], f"no replacement at full strength within {report['observed_s']} s"
     assert report["longest_stall_s"] < report["observed_s"], report
@@ -145,11 +150,10 @@ def test_force_deleting_a_pod_is_repaired_by_the_deployment(cluster):
 
 def test_deleting_a_pod_gracefully_under_load_loses_no_request(cluster):
     with LoadRun(cluster.base_url, clients=4, max_seconds=120) as run:
-        assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
+        run.warm_up(timeout=30)
         deleted = cluster.delete_pod(wait=True)  # preStop, SIGTERM, graceful exit
         assert wait_until(cluster.at_full_strength, timeout=90, interval=0.5), "no replacement became ready"
-        before = run.count()
-        run.wait_for(lambda r: r.total >= before + 50, timeout=30)
+        run.settle(50, timeout=30)
     summary = run.report.summary()
     print(f"\ndeleted {deleted} gracefully under load: {summary}")
     assert summary["failed"] == 0, summary
@@ -159,12 +163,11 @@ def test_rolling_update_to_model_v2_under_load_loses_no_request(cluster, model_v
     image = build_model_image(stage4_image, model_v2, f"iris-serving:v2-{int(time.time())}")
     try:
         with LoadRun(cluster.base_url, clients=4, max_seconds=300) as run:
-            assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
+            run.warm_up(timeout=30)
             started = time.monotonic()
             cluster.rollout(image)  # import the image, apply with its tag, wait for the rollout
             rollout_s = time.monotonic() - started
-            before = run.count()
-            run.wait_for(lambda r: r.total >= before + 50, timeout=30)
+            run.settle(50, timeout=30)
         summary = run.report.summary()
         serving = ready_pods()
         new_tag = deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -184,45 +187,45 @@ def test_rolling_update_to_model_v2_under_load_loses_no_request(cluster, model_v
     assert answering == {"2"}, "every pod serves version 2 after the rollout"
 
 
-@pytest.fixture(scope="module")
-def test_endpoints(cluster):
-    """The pods with TEST_ENDPOINTS=1 and a long gunicorn timeout: a server.env change, no new image."""
+def config_map_name() -> str:
+    return deployment()["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+
+
+def test_a_server_env_change_rolls_out_without_rebuilding_the_image(cluster):
+    """MAX_ROWS=5 in server.env, `kubectl apply -k`: new pods, same image, and the API enforces the new limit."""
     image = image_of(ready_pods()[0])
-    before = {p["metadata"]["name"] for p in pods()}
-    config_before = deployment()["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+    before, config_before = {p["metadata"]["name"] for p in pods()}, config_map_name()
     started = time.monotonic()
-    with overlay(image, {"TEST_ENDPOINTS": "1", "GUNICORN_TIMEOUT": "300"}):
-        spec = deployment()["spec"]["template"]["spec"]["containers"][0]
-        yield {
-            "image": image,
-            "config_before": config_before,
-            "config_after": spec["envFrom"][0]["configMapRef"]["name"],
-            "image_after": spec["image"],
-            "pods_before": before,
-            "rollout_s": time.monotonic() - started,
-        }
-
-
-def test_a_server_env_change_rolls_out_without_rebuilding_the_image(cluster, test_endpoints):
-    changed = test_endpoints
-    serving = ready_pods()
+    with overlay(image, {"MAX_ROWS": "5"}):
+        rollout_s = time.monotonic() - started
+        serving, config_after = ready_pods(), config_map_name()
+        envs = [
+            kubectl("exec", "-n", NAMESPACE, p["metadata"]["name"], "--", "python", "-c",
+                    "import os; print(os.environ['MAX_ROWS'])").strip()
+            for p in serving
+        ]  # fmt: skip
+        five = requests.post(f"{cluster.base_url}/predict", json={"instances": [EXAMPLE_ROW] * 5}, timeout=10)
+        six = requests.post(f"{cluster.base_url}/predict", json={"instances": [EXAMPLE_ROW] * 6}, timeout=10)
     print(
-        f"\nserver.env change: ConfigMap {changed['config_before']} -> {changed['config_after']},"
-        f" same image {changed['image_after']}, rolled out in {changed['rollout_s']:.1f} s"
+        f"\nserver.env change: ConfigMap {config_before} -> {config_after}, same image, rolled out in {rollout_s:.1f} s"
     )
-    assert changed["config_after"] != changed["config_before"], "the generated ConfigMap name carries a content hash"
-    assert changed["image_after"] == changed["image"], "no new image"
-    assert not changed["pods_before"] & {p["metadata"]["name"] for p in serving}, "every pod was replaced"
-    for pod in serving:
-        env = kubectl(
-            "exec", "-n", NAMESPACE, pod["metadata"]["name"], "--", "python", "-c",
-            "import os; print(os.environ['TEST_ENDPOINTS'], os.environ['GUNICORN_TIMEOUT'])",
-        ).split()  # fmt: skip
-        assert env == ["1", "300"], (pod["metadata"]["name"], env)
-    assert requests.get(f"{cluster.base_url}/_test/sleep", params={"seconds": 0}, timeout=10).status_code == 200
+    assert config_after != config_before, "the generated ConfigMap name carries a content hash"
+    assert {image_of(p) for p in serving} == {image}, "no new image"
+    assert not before & {p["metadata"]["name"] for p in serving}, "every pod was replaced"
+    assert envs == ["5"] * len(serving), envs
+    assert (five.status_code, six.status_code) == (200, 413), six.text
+    assert "the limit is 5" in six.json()["error"]
 
 
-def test_the_liveness_probe_restarts_a_pod_whose_only_worker_hangs(cluster, test_endpoints):
+@pytest.fixture(scope="module")
+def failure_pods(cluster, failure_image):
+    """The pods serving the failure tests' image (the stage image + /_test/sleep), gunicorn's timeout at 300 s."""
+    cluster.load(failure_image)
+    with overlay(failure_image, {"GUNICORN_TIMEOUT": "300"}, restore=image_of(ready_pods()[0])):
+        yield failure_image
+
+
+def test_the_liveness_probe_restarts_a_pod_whose_only_worker_hangs(cluster, failure_pods):
     """The worker is held by /_test/sleep inside one pod; gunicorn's own timeout (300 s here) is
     longer than the probe's patience, so it is the liveness probe that restarts the container."""
     pod = ready_pods()[0]
@@ -275,7 +278,7 @@ def test_a_node_drain_evicts_no_more_than_the_disruption_budget_allows(cluster):
     before = {p["metadata"]["name"] for p in ready_pods()}
     try:
         with LoadRun(cluster.base_url, clients=4, max_seconds=120) as run:
-            assert run.wait_for(lambda r: r.total >= 50, timeout=30), "load did not start"
+            run.warm_up(timeout=30)
             drain = subprocess.run(
                 [kubectl_path(), "drain", node, "--pod-selector=app.kubernetes.io/name=iris-serving",
                  "--delete-emptydir-data", "--ignore-daemonsets", "--timeout=45s"],

@@ -1,0 +1,258 @@
+"""What every layer shares: the Layer interface, one way to wait, and the process figures.
+
+A layer is started, loaded, broken and upgraded through the same methods, so a
+scenario (harness.scenarios) runs unchanged against every stage. What differs
+between layers is declared as data on the class (``serves_http``,
+``crash_targets``), never asked with ``if stage == N``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import requests
+
+from harness.paths import APP
+from harness.paths import LOOPBACK
+from harness.paths import ROOT
+from harness.paths import STAGES
+
+__all__ = ["APP", "LOOPBACK", "ROOT", "STAGES"]  # re-exported: most callers need these with the rest
+# The interpreter running the harness is the one from .venv (make setup).
+BIN = Path(sys.executable).parent
+# A host's own programs, without .venv: what a machine without our setup has.
+HOST_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class LayerError(RuntimeError):
+    """A layer did not start, stop or become ready in time; the message says why."""
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition()`` until it is true (return True) or ``timeout`` seconds pass (False).
+
+    The only polling loop of the harness. Callers assert on the result, with the
+    measured figures in the message, never on how long the wait took.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether ``url`` answers 200 right now."""
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_ready(url: str, timeout: float = 30.0, alive: Callable[[], bool] = lambda: True) -> float:
+    """Wait until ``url`` answers 200; return the seconds it took.
+
+    ``alive`` is checked between polls so a server that died is reported at
+    once instead of after the whole timeout.
+    """
+    start = time.monotonic()
+    dead = False
+
+    def done() -> bool:
+        nonlocal dead
+        if answers(url):
+            return True
+        dead = not alive()
+        return dead
+
+    if not wait_until(done, timeout) or dead:
+        raise LayerError(f"server exited before {url} answered" if dead else f"{url} not ready within {timeout:.0f} s")
+    return time.monotonic() - start
+
+
+@functools.cache
+def stage_module(stage: int, name: str) -> ModuleType:
+    """Import ``name``.py from a stage folder under a unique module name (once)."""
+    path = STAGES[stage] / f"{name}.py"
+    module_name = f"stage{stage:02d}_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def model_module() -> ModuleType:
+    """The model code (identical in every stage), imported from stage 01."""
+    return stage_module(1, "model")
+
+
+def train_model(directory: Path, version: str = "1", c: float = 1.0) -> Path:
+    """Train an artifact into ``directory`` and return its path (a second or so)."""
+    path = Path(directory) / "iris.joblib"
+    model_module().train(version, c, path)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """RSS, PSS and USS of one process in bytes, from /proc/PID/smaps_rollup."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        fields[key] = int(value.split()[0]) * 1024
+    return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
+
+
+def children(pid: int) -> list[int]:
+    """Direct child PIDs of a process (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            text = (task / "children").read_text()
+        except FileNotFoundError:  # that thread ended meanwhile (gunicorn restarts one on HUP)
+            continue
+        found.extend(int(p) for p in text.split())
+    return sorted(found)
+
+
+def namespace_pid(pid: int) -> int:
+    """The PID a process has inside its own PID namespace (a container's), from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return pid
+
+
+def cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """User + system CPU a process has used so far; ``reaped`` adds that of its children that ended.
+
+    A gunicorn master reaps the workers it replaces (max_requests, a crash), so
+    summing ``cpu_seconds(p, reaped=True)`` over the processes of a server keeps
+    the CPU of a worker that ended during a measurement.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile: its CPU is now its parent's reaped CPU
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Layer:
+    """One serving layer: the same constructor and methods for every stage.
+
+    Subclasses set what the layer is and can do as class attributes and fill
+    in start, stop, crash, recovered and upgrade.
+    """
+
+    stage: int
+    name: str
+    #: what a reader would call the upgrade mechanism of this layer
+    upgrade_mechanism: str = ""
+    #: whether the layer is reached over HTTP (False: the model runs in the caller's process)
+    serves_http: bool = True
+    #: what ``crash`` can kill: "server" (the process that serves), "worker" (one of its workers), ...
+    crash_targets: tuple[str, ...] = ("server",)
+    #: how often ``recovered`` may be asked (s): it may cost an API call
+    poll_interval: float = 0.05
+
+    def __init__(
+        self, model_path: Path | None = None, port: int | None = None, env: dict[str, str] | None = None, app: str = APP
+    ):
+        """``model_path`` to serve (None: the one baked into an image), on loopback ``port`` (None: a free one),
+        with ``env`` added to the server's environment, serving the WSGI ``app`` (the stage's own by default)."""
+        self.model_path = Path(model_path) if model_path else None
+        self.port = free_port() if port is None else port
+        self.base_url = f"http://{LOOPBACK}:{self.port}"
+        self.extra_env = dict(env or {})
+        self.app = app
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start the layer, wait until ready, return seconds from start to ready."""
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Stop everything this layer started (gracefully, ``timeout`` s at most); the exit code if there is one."""
+        raise NotImplementedError
+
+    def crash(self, target: str = "server") -> str:
+        """SIGKILL ``target`` (one of ``crash_targets``); return the equivalent command a reader would type."""
+        raise NotImplementedError
+
+    def recovered(self) -> bool:
+        """After ``crash``: whether the layer serves at full strength again, with nobody's help."""
+        raise NotImplementedError
+
+    def upgrade(self, new_model: Path) -> str:
+        """Move to the artifact at ``new_model`` with this layer's own mechanism; return its commands."""
+        raise NotImplementedError
+
+    def serving_pids(self) -> list[int]:
+        """Host PIDs whose memory and CPU count as the server's ([] when they cannot be seen from here)."""
+        raise NotImplementedError
+
+    def cost(self) -> dict[str, Any]:
+        """What this layer costs beyond code, packages and memory (an image, a cluster); {} when nothing."""
+        return {}
+
+    def self_contained(self) -> dict[str, Any]:
+        """Whether the layer runs on a machine with no Python and none of its packages, measured.
+
+        A stage served from its folder needs the host's Python and the stage's
+        packages: the check imports the stage's code with the host's own
+        interpreter, outside .venv, as a machine without our setup would.
+        """
+        module = "app" if (STAGES[self.stage] / "app.py").exists() else "model"
+        python = shutil.which("python3", path=HOST_PATH)
+        if python is None:
+            return {"self_contained": False, "why": "needs Python on the host, and this host has none outside .venv"}
+        out = subprocess.run(
+            [python, "-c", f"import {module}"], cwd=STAGES[self.stage], env={"PATH": HOST_PATH},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if out.returncode == 0:
+            return {"self_contained": False, "why": f"needs Python and the packages, which {python} has here"}
+        missing = (out.stderr.strip().splitlines() or ["an import failed"])[-1]
+        return {"self_contained": False, "why": f"needs Python and its packages: {python} outside .venv: {missing}"}
+
+    def _check_target(self, target: str) -> None:
+        if target not in self.crash_targets:
+            raise LayerError(f"{self.name} has no {target!r} to crash; it has {self.crash_targets}")
+
+    def __enter__(self) -> Layer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # --- the same client for every layer ----------------------------------------
+    def predict(self, instances: list[dict[str, float]]) -> dict[str, Any]:
+        """POST /predict and return the JSON body (raises on an HTTP error)."""
+        response = requests.post(f"{self.base_url}/predict", json={"instances": instances}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def ready(self) -> bool:
+        """Whether the readiness endpoint answers 200 right now."""
+        return answers(f"{self.base_url}/v2/health/ready")
