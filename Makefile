@@ -44,9 +44,16 @@ stage-1: $(STAGE_1)/artifacts/iris.joblib ## stage 01: predict one flower with t
 stage-2: $(STAGE_2)/artifacts/iris.joblib ## stage 02: Flask development server on $HOST:$PORT (foreground)
 	cd $(STAGE_2) && exec ../$(VENV)/bin/flask --app "app:create_app()" run --host $(HOST) --port $(PORT)
 
+# PROXY=1: nginx (03_wsgi/nginx.conf) on $HOST:$PORT, gunicorn behind it on a unix socket.
+PROXY ?=
+
 .PHONY: stage-3
-stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully)
+stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully); PROXY=1 puts nginx in front
+ifeq ($(PROXY),1)
+	GUNICORN=$(CURDIR)/$(VENV)/bin/gunicorn exec bash scripts/stage3_proxy.sh
+else
 	cd $(STAGE_3) && exec ../$(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
+endif
 
 # Stage 04: the tag is a hash of the files the image is built from (never
 # :latest), so an unchanged stage reuses the cached image.
@@ -159,8 +166,9 @@ diff: ## what one layer adds: make diff A=2 B=3
 sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that owns them
 	@for d in $(STAGE_2) $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_1)/model.py $$d/; done; \
 	for d in $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_2)/app.py $$d/; done; \
-	for d in $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_3)/gunicorn.conf.py $$d/; done; \
-	[ -d $(STAGE_5) ] && cp $(STAGE_4)/Dockerfile $(STAGE_4)/.dockerignore $(STAGE_4)/requirements.txt $(STAGE_5)/; true
+	for d in $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_3)/gunicorn.conf.py $(STAGE_3)/nginx.conf $$d/; done; \
+	[ -d $(STAGE_5) ] && cp $(STAGE_4)/Dockerfile $(STAGE_4)/proxy.Dockerfile $(STAGE_4)/.dockerignore \
+	  $(STAGE_4)/requirements.txt $(STAGE_5)/; true
 
 .PHONY: golden
 golden: $(STAMP) ## regenerate tests/golden_predictions.json from a fresh version-1 model

@@ -12,7 +12,15 @@ from harness.layers import ROOT
 from harness.layers import STAGES
 
 # file -> the stage that owns it; every later stage folder holds a byte-identical copy
-OWNED = {"model.py": 1, "app.py": 2, "gunicorn.conf.py": 3, "Dockerfile": 4, ".dockerignore": 4}
+OWNED = {
+    "model.py": 1,
+    "app.py": 2,
+    "gunicorn.conf.py": 3,
+    "nginx.conf": 3,
+    "Dockerfile": 4,
+    "proxy.Dockerfile": 4,
+    ".dockerignore": 4,
+}
 COPIES = [
     (name, owner, stage)
     for name, owner in OWNED.items()
@@ -39,7 +47,7 @@ def test_copy_is_byte_identical(name, owner, stage):
 
 
 def test_copies_say_they_are_copies():
-    for name in ("model.py", "app.py", "gunicorn.conf.py"):
+    for name in ("model.py", "app.py", "gunicorn.conf.py", "nginx.conf"):
         assert "DELIBERATE COPY" in (STAGES[OWNED[name]] / name).read_text()
 
 
@@ -83,8 +91,8 @@ def test_stage_requirements_pin_every_dependency(stage):
 # What `make diff A=N-1 B=N` must show: the layer's own files and nothing else.
 ADDS = {
     2: {"README.md", "requirements.txt", "app.py"},
-    3: {"README.md", "requirements.txt", "gunicorn.conf.py"},
-    4: {"README.md", "requirements.txt", "Dockerfile", ".dockerignore"},
+    3: {"README.md", "requirements.txt", "gunicorn.conf.py", "nginx.conf"},
+    4: {"README.md", "requirements.txt", "Dockerfile", "proxy.Dockerfile", ".dockerignore"},
     5: {"README.md", "kind.sh", "k8s"},
 }
 
