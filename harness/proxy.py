@@ -6,6 +6,7 @@ starts gunicorn on a unix socket and nginx on the layer's port.
 container on one user-defined Docker network, only the proxy published.
 Stage 05 runs the same proxy image as a sidecar (05_kubernetes/k8s/base).
 
+    python -m harness.proxy tag     # the proxy image's tag for the current files
     python -m harness.proxy image   # build (or reuse) the proxy image, print its tag
 """
 
@@ -192,8 +193,11 @@ def json_state(name: str) -> dict:
 
 
 def _cli(argv: list[str]) -> int:
+    if argv == ["tag"]:
+        print(proxy_image_tag())
+        return 0
     if argv != ["image"]:
-        print("usage: python -m harness.proxy image", file=sys.stderr)
+        print("usage: python -m harness.proxy tag | image", file=sys.stderr)
         return 2
     try:
         print(build_proxy_image())
