@@ -57,12 +57,40 @@ def _upgrade(stage: dict[str, Any]) -> str:
     return f"{up['failed']} of {up['requests']} requests failed ({up['mechanism']}), {served}"
 
 
+def _slow_run(run: dict[str, Any]) -> str:
+    d = run["during"]
+    p99 = f"p99 {d['p99_ms']} ms" if d["p99_ms"] is not None else "none answered"
+    impaired = "never recovered" if run["impaired_s"] is None else f"impaired for {run['impaired_s']} s"
+    return f"{run['slow_clients']}: {d['answered']} of {d['requests']} answered, {p99}, {impaired}"
+
+
+def _slow_clients(stage: dict[str, Any]) -> list[str]:
+    """One line per variant measured (alone, behind nginx): normal requests while slow clients wait."""
+    lines = []
+    for entry in stage.get("slow_clients", []):
+        runs = list(entry["runs"].values())
+        hold = f"{runs[0]['hold_s']:.0f}" if runs else "?"
+        lines.append(f"- Slow clients ({entry['layer']}), normal requests sent while they waited {hold} s: "
+                     + "; ".join(_slow_run(r) for r in runs) + ".")  # fmt: skip
+        if "throughput_8" in entry:
+            with_proxy, alone = entry["throughput_8"]["rps"], _rps(stage, 8)
+            lines.append(f"- Throughput at 8 clients with nginx in front: {with_proxy} requests/s, "
+                         f"{_ratio(with_proxy, alone)} the {alone} requests/s without it (same run).")  # fmt: skip
+    return lines
+
+
 def render(name: str, results: dict[str, Any]) -> str:
-    """The text of block ``name`` (``table`` or ``stageN``) for these results."""
+    """The text of block ``name`` (``table``, ``stageN`` or ``slowN``) for these results."""
     from harness.scorecard import summary_table
 
     if name == "table":
         return f"```\n{summary_table(results)}\n```\n"
+    if name.startswith("slow"):
+        stage = _stage(results, int(name.removeprefix("slow")))
+        lines = _slow_clients(stage) if stage else []
+        if not lines:
+            return "- Slow clients: not measured in the last scorecard run.\n"
+        return "\n".join([*lines, f"- ({_machine(results)}; rerun `make scorecard` to refresh.)"]) + "\n"
     number = int(name.removeprefix("stage"))
     stage = _stage(results, number)
     if stage is None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from harness import readme
 from harness import scenarios
+from harness import slowclients
 from harness.layers import ROOT
 from harness.layers import STAGES
 from harness.layers import LayerError
@@ -121,6 +122,9 @@ def measure_stage(stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS) 
                 break
             say(f"[{layer.name}] throughput: {connections} client(s), {seconds} s")
             result["throughput"].append(scenarios.throughput(layer, connections, seconds))
+        if stage > 1:
+            say(f"[{layer.name}] slow clients: {', '.join(map(str, slowclients.COUNTS))}, with and without a proxy")
+            result["slow_clients"] = slowclients.measure_stage(stage, layer, served, seconds)
         if stage == 1:
             result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
             result["crash"] = {"applicable": False, "why": "no server to crash: the caller's own process"}
@@ -169,11 +173,17 @@ def _rps(stage: dict[str, Any], connections: int) -> str:
     return f"{match[0]['rps']:.0f}" if match else "-"
 
 
+def _slow(stage: dict[str, Any]) -> str:
+    """Share of normal requests answered under 50 slow clients: alone/with the proxy where both were measured."""
+    shares = [e["runs"].get("50", {}).get("during", {}).get("answered_share") for e in stage.get("slow_clients", [])]
+    return "/".join("-" if v is None else f"{v:.0%}" for v in shares) or "n/a"
+
+
 def summary_table(results: dict[str, Any]) -> str:
     """The capability-and-cost table as plain text (the tour and the README print it)."""
     header = (
         f"{'layer':<22}{'curl':>6}{'rps@1':>8}{'rps@8':>8}{'crash: failed':>15}{'recovers':>10}"
-        f"{'upgrade: failed':>17}{'to v2':>7}{'+lines':>8}{'MiB idle':>10}"
+        f"{'upgrade: failed':>17}{'to v2':>7}{'+lines':>8}{'MiB idle':>10}{'50 slow: ok':>13}"
     )
     rows = [header, "-" * len(header)]
     for s in results["stages"]:
@@ -185,7 +195,7 @@ def summary_table(results: dict[str, Any]) -> str:
             f"{crash['failed'] if applicable else 'n/a':>15}{recovers:>10}"
             f"{upgrade['failed'] if applicable else 'n/a':>17}"
             f"{('yes' if upgrade.get('serves_new_version') else 'no') if applicable else 'n/a':>7}"
-            f"{s['cost']['lines_added']:>8}{s['memory']['pss_mib'] or '-':>10}"
+            f"{s['cost']['lines_added']:>8}{s['memory']['pss_mib'] or '-':>10}{_slow(s):>13}"
         )
     env = results["environment"]
     rows.append(f"measured {env['measured_at']} on {env['cpus_usable']} CPUs ({env['cpu_model']})")

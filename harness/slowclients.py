@@ -218,6 +218,36 @@ def measure(layer: Layer, counts: tuple[int, ...] = COUNTS, **kwargs: Any) -> di
     return {str(n): slow_clients(layer, slow=n, **kwargs) for n in counts}
 
 
+# The protected variant of a layer, where its stage ships one: what `make stage-3 PROXY=1`
+# and `make stage-4` run (stage 05's sidecar is in its manifests, so its layer is already protected).
+PROTECTED = {3: ("harness.proxy", "GunicornBehindNginx"), 4: ("harness.proxy", "ProxiedContainer")}
+
+
+def measure_stage(stage: int, layer: Layer, model: Any, seconds: float = 5.0) -> list[dict[str, Any]]:
+    """The scorecard's slow-clients figures for a started ``layer`` of ``stage``, and for its protected variant.
+
+    One entry per variant measured: the layer's name, whether a buffering
+    proxy is in front, ``runs`` (``measure``) and, for the protected variant,
+    its throughput at 8 clients (wrk), to compare with the layer alone.
+    """
+    from harness import scenarios
+    from harness.load import wrk_available
+
+    entries = [{"layer": layer.name, "proxy": stage == 5, "runs": measure(layer)}]
+    if stage in PROTECTED:
+        import importlib
+
+        module, name = PROTECTED[stage]
+        cls = getattr(importlib.import_module(module), name)
+        extra = {"image": layer.image} if hasattr(layer, "image") else {}
+        with cls(model, **extra) as protected:
+            entry = {"layer": protected.name, "proxy": True, "runs": measure(protected)}
+            if wrk_available():
+                entry["throughput_8"] = scenarios.throughput(protected, 8, seconds)
+        entries.append(entry)
+    return entries
+
+
 def describe(result: dict[str, Any]) -> str:
     """One line for a README or a test message."""
     d = result["during"]
