@@ -36,6 +36,8 @@ def test_scorecard_smoke_run_writes_every_figure(tmp_path):
     assert script["reach"]["reachable"] is False and dev["reach"]["reachable"] is True
     assert dev["crash"]["recovered"] is False and dev["crash"]["failed"] > 0
     assert dev["upgrade"]["serves_new_version"] is True
+    (slow,) = dev["slow_clients"]  # the development server has no proxy variant
+    assert set(slow["runs"]) == {"2", "50"} and slow["runs"]["50"]["during"]["requests"] > 0
     assert {t["connections"] for t in dev["throughput"]} == {1, 8}
     assert dev["cost"]["lines_added"] > 0 and dev["cost"]["packages"] > script["cost"]["packages"]
     assert "02 Flask dev server" in result.stdout, "the summary table is printed"
