@@ -45,29 +45,46 @@ stage-1: $(STAGE_1)/artifacts/iris.joblib ## stage 01: predict one flower with t
 stage-2: $(STAGE_2)/artifacts/iris.joblib ## stage 02: Flask development server on $HOST:$PORT (foreground)
 	cd $(STAGE_2) && exec ../$(VENV)/bin/flask --app "app:create_app()" run --host $(HOST) --port $(PORT)
 
+# PROXY=1: nginx (03_wsgi/nginx.conf) on $HOST:$PORT, gunicorn behind it on a unix socket.
+PROXY ?=
+
 .PHONY: stage-3
-stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully)
+stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully); PROXY=1 puts nginx in front
+ifeq ($(PROXY),1)
+	GUNICORN=$(CURDIR)/$(VENV)/bin/gunicorn exec bash scripts/stage3_proxy.sh
+else
 	cd $(STAGE_3) && exec ../$(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
+endif
 
 # Stage 04: the tag is a hash of the files the image is built from (never
-# :latest), so an unchanged stage reuses the cached image.
+# :latest), so an unchanged stage reuses the cached image. Two containers on one
+# user-defined network: the server (reachable as `app`, not published) and nginx
+# in front of it (04_container/proxy.Dockerfile), published on $HOST:$PORT.
 IMAGE_4 = $(shell $(PY) -m harness.container tag)
+PROXY_IMAGE_4 = $(shell $(PY) -m harness.proxy tag)
 CONTAINER_4 := iris-serving-stage4
+NETWORK_4 := iris-serving-stage4
 
 .PHONY: stage-4
-stage-4: $(STAMP) ## stage 04: build the image, run it detached on $HOST:$PORT (restarts on crash), predict once
+stage-4: $(STAMP) ## stage 04: build the images, run server + nginx detached on $HOST:$PORT (restart on crash), predict once
 	@$(PY) -m harness.container check
 	@bash scripts/build_base_image.sh
 	docker build --tag $(IMAGE_4) $(STAGE_4)
-	@docker rm --force $(CONTAINER_4) >/dev/null 2>&1 || true
-	docker run --detach --name $(CONTAINER_4) --restart on-failure --publish $(HOST):$(PORT):8000 $(IMAGE_4)
+	docker build --file $(STAGE_4)/proxy.Dockerfile --tag $(PROXY_IMAGE_4) $(STAGE_4)
+	@docker rm --force $(CONTAINER_4)-proxy $(CONTAINER_4) >/dev/null 2>&1 || true
+	@docker network inspect $(NETWORK_4) >/dev/null 2>&1 || docker network create $(NETWORK_4)
+	docker run --detach --name $(CONTAINER_4) --restart on-failure --network $(NETWORK_4) --network-alias app $(IMAGE_4)
+	docker run --detach --name $(CONTAINER_4)-proxy --restart on-failure --network $(NETWORK_4) \
+	  --read-only --tmpfs /tmp --publish $(HOST):$(PORT):8080 $(PROXY_IMAGE_4)
 	@$(PY) -m harness.container predict $(PORT)
-	@echo "logs: docker logs -f $(CONTAINER_4)    stop and remove: make stage-4-down"
+	@echo "logs: docker logs -f $(CONTAINER_4)  (nginx: $(CONTAINER_4)-proxy)    stop and remove: make stage-4-down"
 
 .PHONY: stage-4-down
-stage-4-down: ## stop (gracefully) and remove the stage-04 container
-	@docker stop $(CONTAINER_4) >/dev/null 2>&1 && docker rm $(CONTAINER_4) >/dev/null && \
-	echo "removed $(CONTAINER_4)" || echo "no $(CONTAINER_4) container"
+stage-4-down: ## stop (gracefully) and remove the stage-04 containers and their network
+	@for c in $(CONTAINER_4)-proxy $(CONTAINER_4); do \
+	  docker stop $$c >/dev/null 2>&1 && docker rm $$c >/dev/null && echo "removed $$c" || echo "no $$c container"; \
+	done
+	@docker network rm $(NETWORK_4) >/dev/null 2>&1 && echo "removed network $(NETWORK_4)" || true
 
 .PHONY: base-image
 base-image: ## python:3.11-slim without a registry: pull it, else build a stand-in from Debian packages
@@ -163,8 +180,9 @@ APP_FILES := app.py inputs.py v2.py openapi.json
 sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that owns them
 	@for d in $(STAGE_2) $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_1)/model.py $$d/; done; \
 	for d in $(STAGE_3) $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(addprefix $(STAGE_2)/,$(APP_FILES)) $$d/; done; \
-	for d in $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_3)/gunicorn.conf.py $$d/; done; \
-	[ -d $(STAGE_5) ] && cp $(STAGE_4)/Dockerfile $(STAGE_4)/.dockerignore $(STAGE_4)/requirements.txt $(STAGE_5)/; true
+	for d in $(STAGE_4) $(STAGE_5); do [ -d $$d ] && cp $(STAGE_3)/gunicorn.conf.py $(STAGE_3)/nginx.conf $$d/; done; \
+	[ -d $(STAGE_5) ] && cp $(STAGE_4)/Dockerfile $(STAGE_4)/proxy.Dockerfile $(STAGE_4)/.dockerignore \
+	  $(STAGE_4)/requirements.txt $(STAGE_5)/; true
 
 .PHONY: golden
 golden: $(STAMP) ## regenerate tests/golden_predictions.json from a fresh version-1 model

@@ -3,7 +3,8 @@
 #
 #   kind.sh check         say what is missing (docker, kind, kubectl), if anything
 #   kind.sh up IMAGE      create (or reuse) the cluster, install metrics-server, deploy IMAGE
-#   kind.sh deploy IMAGE  load IMAGE into kind and roll the Deployment to it
+#   kind.sh deploy IMAGE [PROXY]  load IMAGE and the nginx sidecar's image PROXY (built from
+#                         proxy.Dockerfile when not given) into kind, roll the Deployment to them
 #   kind.sh predict       one prediction through the Service (127.0.0.1:8000)
 #   kind.sh down          delete the cluster
 #
@@ -38,12 +39,23 @@ cluster_up() {
   "$KUBECTL" apply -k "$HERE/k8s/metrics-server" >/dev/null
 }
 
+# The nginx sidecar's image, built from proxy.Dockerfile (Debian's nginx on the same base as the
+# server's image; Docker's cache makes an unchanged rebuild instant); prints its id.
+proxy_image() {
+  docker build --quiet --file "$HERE/proxy.Dockerfile" "$HERE" 2>/dev/null ||
+    die "building the proxy image from $HERE/proxy.Dockerfile failed (make base-image first?)"
+}
+
 deploy() {
-  local image="$1" tag overlay
+  local image="$1" proxy="${2:-}" tag proxy_tag overlay
   docker image inspect "$image" >/dev/null 2>&1 || die "no local image '$image': build stage 04 first (make stage-5 does)"
   tag="iris-serving:$(docker image inspect --format '{{.Id}}' "$image" | sed 's/^sha256://' | cut -c1-12)"
   docker tag "$image" "$tag"
   kind load docker-image "$tag" --name "$CLUSTER"
+  [[ -n "$proxy" ]] || proxy="$(proxy_image)"
+  proxy_tag="iris-proxy:$(docker image inspect --format '{{.Id}}' "$proxy" | sed 's/^sha256://' | cut -c1-12)"
+  docker tag "$proxy" "$proxy_tag"
+  kind load docker-image "$proxy_tag" --name "$CLUSTER"
   # A throwaway overlay that only sets the tag: the committed files stay unchanged.
   overlay="$(mktemp -d)"
   trap 'rm -rf "$overlay"' RETURN
@@ -53,6 +65,8 @@ resources:
 images:
   - name: iris-serving
     newTag: ${tag#iris-serving:}
+  - name: iris-proxy
+    newTag: ${proxy_tag#iris-proxy:}
 EOF
   "$KUBECTL" apply -k "$overlay"
   "$KUBECTL" rollout status deployment/iris -n "$NAMESPACE" --timeout=180s
@@ -74,12 +88,12 @@ case "${1:-}" in
     [ -n "${2:-}" ] || die "usage: kind.sh up IMAGE"
     need
     cluster_up
-    deploy "$2"
+    deploy "$2" "${3:-}"
     ;;
   deploy)
-    [ -n "${2:-}" ] || die "usage: kind.sh deploy IMAGE"
+    [ -n "${2:-}" ] || die "usage: kind.sh deploy IMAGE [PROXY_IMAGE]"
     need
-    deploy "$2"
+    deploy "$2" "${3:-}"
     ;;
   predict)
     predict

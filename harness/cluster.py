@@ -172,8 +172,13 @@ def container_env(objects: list[dict[str, Any]], container: dict[str, Any]) -> d
     return env
 
 
+def server_container(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec's ``server`` container (gunicorn); the other one is the nginx sidecar."""
+    return next(c for c in pod["containers"] if c["name"] == "server")
+
+
 def docker_run_args(objects: list[dict[str, Any]], image: str, host_port: int, name: str) -> list[str]:
-    """``docker run`` arguments equivalent to the Deployment's (only) container spec.
+    """``docker run`` arguments equivalent to the Deployment's server container spec.
 
     Same command and args, environment, user, read-only root with each emptyDir
     as a tmpfs of its sizeLimit, no capabilities, no privilege escalation, the
@@ -181,7 +186,7 @@ def docker_run_args(objects: list[dict[str, Any]], image: str, host_port: int, n
     What docker cannot express (probes, preStop) the caller runs itself.
     """
     pod = find(objects, "Deployment")["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    container = server_container(pod)
     security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
     limits = container["resources"]["limits"]
     (port,) = container["ports"]
@@ -217,7 +222,7 @@ def shutdown_budget(objects: list[dict[str, Any]]) -> dict[str, int]:
     ``after_prestop`` is what SIGTERM gets (the `docker stop --time` equivalent).
     """
     pod = find(objects, "Deployment")["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    container = server_container(pod)
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     graceful = int(container_env(objects, container)["GUNICORN_GRACEFUL_TIMEOUT"])
     grace = pod["terminationGracePeriodSeconds"]
@@ -452,13 +457,13 @@ def build_model_image(base_image: str, model: Path, tag: str) -> str:
 
 
 def container_pids(pod: dict[str, Any]) -> list[int]:
-    """Host PIDs of the pod's (only) container, its PID 1 first.
+    """Host PIDs of the pod's server container (gunicorn), its PID 1 first.
 
     The pods' processes are processes of this machine (on kind, inside the node
     container, still visible here): each sits in a cgroup named after its
     container ID, which the pod's status gives.
     """
-    statuses = pod["status"].get("containerStatuses") or []
+    statuses = [s for s in pod["status"].get("containerStatuses") or [] if s["name"] == "server"]
     if not statuses or not statuses[0].get("containerID"):
         return []
     container_id = statuses[0]["containerID"].split("://", 1)[1]
@@ -521,6 +526,7 @@ class Cluster(Layer):
     upgrade_mechanism = "new image tag, rolling update (maxSurge 1, maxUnavailable 0)"
     crash_targets = ("server", "worker", "pod")
     poll_interval = 0.5  # each look is a few API calls
+    behind_proxy = True  # nginx is a sidecar in every pod (k8s/base/deployment.yaml)
 
     def __init__(
         self,

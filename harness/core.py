@@ -135,6 +135,16 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...)."""
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def namespace_pid(pid: int) -> int:
     """The PID a process has inside its own PID namespace (a container's), from /proc/PID/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -175,6 +185,8 @@ class Layer:
     crash_targets: tuple[str, ...] = ("server",)
     #: how often ``recovered`` may be asked (s): it may cost an API call
     poll_interval: float = 0.05
+    #: whether a buffering proxy (nginx) answers clients in front of the server
+    behind_proxy: bool = False
 
     def __init__(
         self, model_path: Path | None = None, port: int | None = None, env: dict[str, str] | None = None, app: str = APP

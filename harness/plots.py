@@ -40,3 +40,10 @@ def bars(ax: Axes, labels: list[str], values: list[float], fmt: str = "{:.0f}", 
     drawn = ax.bar(labels, values, color=colors or NEUTRAL)
     ax.bar_label(drawn, labels=[fmt.format(v) for v in values], fontsize=9, padding=2)
     ax.set_ylim(0, max(values) * 1.2 if max(values) > 0 else 1)
+
+
+def slow_clients(ax: Axes, result: dict[str, Any], title: str) -> None:
+    """Normal requests answered and failed over time in a slow-clients result, the slow clients' wait shaded."""
+    timeline(ax, result, title, f"{result['slow_clients']} slow clients connect")
+    ax.axvspan(result["event_s"], result["release_s"], color=NEUTRAL, alpha=0.2, label="slow clients waiting")
+    ax.legend(loc="upper right", fontsize=8)

@@ -74,6 +74,7 @@ def summary_table(results: dict[str, Any]) -> str:
     header = (
         f"{'layer':<24}{'curl':>5}{'rps@1':>7}{'rps@8':>7}{'kill server: failed':>21}{'no answer':>10}"
         f"{'back':>7}{'kill worker: back':>19}{'upgrade: failed':>17}{'stall':>7}{'+lines':>7}{'MiB':>6}"
+        f"{'50 slow: ok':>13}"
     )
     rows = [header, "-" * len(header)]
     for s in results["stages"]:
@@ -84,15 +85,22 @@ def summary_table(results: dict[str, Any]) -> str:
             f"{s['layer']:<24}{'yes' if s['reach']['reachable'] else 'no':>5}"
             f"{_rps_text(s, 1):>7}{_rps_text(s, 8):>7}{_answered(crash, 'failed'):>21}{no_answer:>10}"
             f"{_recovers(crash):>7}{_recovers(worker):>19}{_answered(up, 'failed'):>17}{stall:>7}"
-            f"{s['cost']['lines_added']:>7}{s['memory']['pss_mib'] or '-':>6}"
+            f"{s['cost']['lines_added']:>7}{s['memory']['pss_mib'] or '-':>6}{_slow_share(s):>13}"
         )
     env = results["environment"]
     rows.append(
         f"kills: SIGKILL under load, every layer watched {_window(results)} s; 'no answer': the longest time "
-        "without a successful answer; MiB: PSS at idle"
+        "without a successful answer; MiB: PSS at idle; 50 slow: normal requests answered while 50 slow clients "
+        "wait (alone/behind nginx)"
     )
     rows.append(f"measured {env['measured_at']} on {env['cpus_usable']} CPUs ({env['cpu_model']})")
     return "\n".join(rows)
+
+
+def _slow_share(stage: dict[str, Any]) -> str:
+    """Share of normal requests answered under 50 slow clients: alone/with the proxy where both were measured."""
+    shares = [e["runs"].get("50", {}).get("during", {}).get("answered_share") for e in stage.get("slow_clients", [])]
+    return "/".join("-" if v is None else f"{v:.0%}" for v in shares) or "n/a"
 
 
 def _window(results: dict[str, Any]) -> str:
@@ -105,10 +113,38 @@ def _rps_text(stage: dict[str, Any], connections: int) -> str:
     return f"{rps:.0f}" if rps else "-"
 
 
+def _slow_run(run: dict[str, Any]) -> str:
+    d = run["during"]
+    p99 = f"p99 {d['p99_ms']} ms" if d["p99_ms"] is not None else "none answered"
+    impaired = "never recovered" if run["impaired_s"] is None else f"impaired for {run['impaired_s']} s"
+    return f"{run['slow_clients']}: {d['answered']} of {d['requests']} answered, {p99}, {impaired}"
+
+
+def _slow_clients(stage: dict[str, Any]) -> list[str]:
+    """One line per variant measured (alone, behind nginx): normal requests while slow clients wait."""
+    lines = []
+    for entry in stage.get("slow_clients", []):
+        runs = list(entry["runs"].values())
+        hold = f"{runs[0]['hold_s']:.0f}" if runs else "?"
+        lines.append(f"- Slow clients ({entry['layer']}), normal requests sent while they waited {hold} s: "
+                     + "; ".join(_slow_run(r) for r in runs) + ".")  # fmt: skip
+        if "throughput_8" in entry:
+            with_proxy, alone = entry["throughput_8"]["rps"], _rps(stage, 8)
+            lines.append(f"- Throughput at 8 clients with nginx in front: {with_proxy} requests/s, "
+                         f"{_ratio(with_proxy, alone)} the {alone} requests/s without it (same run).")  # fmt: skip
+    return lines
+
+
 def render(name: str, results: dict[str, Any]) -> str:
-    """The text of block ``name`` (``table`` or ``stageN``) for these results."""
+    """The text of block ``name`` (``table``, ``stageN`` or ``slowN``) for these results."""
     if name == "table":
         return f"```\n{summary_table(results)}\n```\n"
+    if name.startswith("slow"):
+        stage = _stage(results, int(name.removeprefix("slow")))
+        lines = _slow_clients(stage) if stage else []
+        if not lines:
+            return "- Slow clients: not measured in the last scorecard run.\n"
+        return "\n".join([*lines, f"- ({_machine(results)}; rerun `make scorecard` to refresh.)"]) + "\n"
     number = int(name.removeprefix("stage"))
     stage = _stage(results, number)
     if stage is None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from harness import readme
 from harness import scenarios
+from harness import slowclients
 from harness.cluster import cluster_reachable
 from harness.container import docker_available
 from harness.core import ROOT
@@ -32,6 +33,7 @@ from harness.core import STAGES
 from harness.core import LayerError
 from harness.core import model_module
 from harness.core import train_model
+from harness.layers import PROTECTED
 from harness.layers import layer_class
 from harness.load import EXAMPLE_ROW
 from harness.load import wrk_available
@@ -123,6 +125,8 @@ def measure_stage(
             say(f"[{layer.name}] throughput: {connections} client(s), {seconds} s")
             result["throughput"].append(scenarios.throughput(layer, connections, seconds))
         if layer.serves_http:
+            say(f"[{layer.name}] slow clients: {', '.join(map(str, slowclients.COUNTS))}, with and without a proxy")
+            result["slow_clients"] = slowclients.measure_stage(layer, PROTECTED.get(stage), served, seconds)
             say(f"[{layer.name}] upgrade to version 2 under load")
             result["upgrade"] = scenarios.upgrade(layer, v2)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,43 @@ def test_longest_stall_sees_a_gap_without_failures():
     assert report.slowest() == pytest.approx(1.5)
     summary = report.summary()
     assert summary["longest_stall_s"] == 1.9 and summary["slowest_s"] == 1.5
+
+
+def harness_imports() -> dict[str, set[str]]:
+    """Each harness module -> the harness modules it imports (anywhere in the file)."""
+    import ast
+
+    graph = {}
+    for path in (ROOT / "harness").glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("harness"):
+                found.add(node.module.removeprefix("harness").lstrip(".") or next(a.name for a in node.names))
+            elif isinstance(node, ast.Import):
+                found |= {a.name.removeprefix("harness.") for a in node.names if a.name.startswith("harness.")}
+        graph[path.stem] = found - {path.stem}
+    return graph
+
+
+def test_the_harness_has_no_import_cycle():
+    graph = harness_imports()
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module in done:
+            return
+        for imported in graph.get(module, ()):
+            visit(imported, (*path, module))
+        done.add(module)
+
+    for module in graph:
+        visit(module, ())
+    assert len(graph) > 5, graph  # the walk saw the harness
+
+
+def test_nothing_edits_sys_path():
+    """The harness is an installed package (make setup); stage code reaches tests through pytest's pythonpath."""
+    files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".ipynb") and ".venv" not in p.parts]
+    offenders = [str(p.relative_to(ROOT)) for p in files if "sys.path.insert" in p.read_text(errors="replace")]
+    assert offenders == [str(Path(__file__).relative_to(ROOT))], offenders  # this test names it, nothing else

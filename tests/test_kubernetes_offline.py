@@ -34,6 +34,7 @@ from harness.cluster import kubectl_path
 from harness.cluster import render
 from harness.cluster import run_as_deployed
 from harness.cluster import run_probe
+from harness.cluster import server_container
 from harness.cluster import shutdown_budget
 from harness.cluster import terminate_like_kubelet
 from harness.cluster import validate
@@ -61,8 +62,13 @@ def pod(objects) -> dict:
 
 @pytest.fixture(scope="module")
 def container(pod) -> dict:
-    (server,) = pod["containers"]
-    return server
+    return server_container(pod)
+
+
+@pytest.fixture(scope="module")
+def proxy(pod) -> dict:
+    (sidecar,) = [c for c in pod["containers"] if c["name"] == "proxy"]
+    return sidecar
 
 
 @pytest.mark.parametrize("overlay", ["base", "kind", "local"])
@@ -98,14 +104,14 @@ def test_the_rendered_objects_are_the_ones_the_readme_describes(objects):
         assert labels.get("app.kubernetes.io/part-of") == "model-serving-layers", obj["metadata"]
 
 
-def test_service_reaches_the_pods_by_label_and_named_port(objects, container):
+def test_service_reaches_the_pods_by_label_and_named_port(objects, proxy):
     deployment, service = find(objects, "Deployment"), find(objects, "Service")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = service["spec"]["selector"]
     assert selector.items() <= pod_labels.items(), (selector, pod_labels)
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    port_names = {p["name"] for p in container["ports"]}
-    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+    port_names = {p["name"] for p in proxy["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names, "clients go through the nginx sidecar"
     (port,) = service["spec"]["ports"]
     assert port["nodePort"] == NODE_PORT  # the kind overlay; the base stays ClusterIP
     assert find(render("base"), "Service")["spec"]["type"] == "ClusterIP"
@@ -157,12 +163,15 @@ def test_grace_period_covers_prestop_and_gunicorns_graceful_timeout(objects):
     )
 
 
-def test_pod_meets_the_restricted_pod_security_standard(objects, pod, container):
-    pod_sc, sc = pod["securityContext"], container["securityContext"]
+def test_pod_meets_the_restricted_pod_security_standard(objects, pod):
+    pod_sc = pod["securityContext"]
     assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] >= 10000
     assert pod_sc["seccompProfile"]["type"] == "RuntimeDefault"
-    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
-    assert sc["readOnlyRootFilesystem"] is True
+    assert [c["name"] for c in pod["containers"]] == ["server", "proxy"]
+    for container in pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], container["name"]
+        assert sc["readOnlyRootFilesystem"] is True, container["name"]
     assert pod["automountServiceAccountToken"] is False
     labels = find(objects, "Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -184,6 +193,24 @@ def test_image_resources_and_rollout_settings(objects, pod, container):
     assert {"/tmp", "/dev/shm"} <= mounts, "gunicorn writes its control socket and heartbeat files there"
 
 
+def test_the_nginx_sidecar_fronts_the_server_and_the_probes_still_ask_the_app(objects, container, proxy):
+    """Clients reach gunicorn only through nginx; the server's own probes bypass it."""
+    server_port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+    (proxy_port,) = proxy["ports"]
+    env = {e["name"]: e["value"] for e in proxy["env"]}
+    assert env["NGINX_UPSTREAM"] == f"127.0.0.1:{server_port}", "one network per pod: nginx reaches gunicorn locally"
+    assert proxy_port["containerPort"] != server_port
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[kind]["httpGet"]["port"] == "http", f"the server's {kind} must ask gunicorn itself"
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "proxy"}
+    assert "httpGet" not in proxy["livenessProbe"], "a failing app must not restart the proxy"
+    repository, _, tag = proxy["image"].rpartition(":")
+    assert repository == "iris-proxy" and tag and tag != "latest", proxy["image"]
+    assert {"cpu", "memory"} <= proxy["resources"]["limits"].keys()
+    assert {m["mountPath"] for m in proxy["volumeMounts"]} == {"/tmp"}, "nginx writes only under /tmp"
+    assert proxy["lifecycle"]["preStop"] == container["lifecycle"]["preStop"]
+
+
 def test_metrics_server_is_pinned_and_patched_for_kind():
     kustomization = yaml.safe_load((K8S / "metrics-server" / "kustomization.yaml").read_text())
     (url,) = kustomization["resources"]
@@ -197,7 +224,7 @@ def test_yaml_line_count(objects):
     files, total = list(lines), sum(lines.values())
     print(f"\nstage 05 configuration: {total} lines (no blanks or comments) in {len(files)} files, "
           f"{len(objects)} objects: {lines}")  # fmt: skip
-    assert total < 250, lines
+    assert total < 300, lines  # 250 before the nginx sidecar (about 40 lines)
     readme = (STAGE / "README.md").read_text()
     assert f"{total} lines of YAML" in readme and f"in {len(files)} files, for {len(objects)} objects" in readme, (
         "update the figures in 05_kubernetes/README.md"
@@ -275,14 +302,16 @@ def test_kind_script_loads_a_unique_tag_and_applies_it(stage4_image, tmp_path):
         ["bash", str(KIND_SCRIPT), "deploy", stage4_image], capture_output=True, text=True, timeout=120, env=env
     )
     assert result.returncode == 0, result.stderr
-    (load,) = [line for line in log.read_text().splitlines() if line.startswith("kind load")]
-    loaded = load.split()[3]
+    loads = [line for line in log.read_text().splitlines() if line.startswith("kind load")]
+    loaded = [load.split()[3] for load in loads]
     try:
-        assert re.fullmatch(r"iris-serving:[0-9a-f]{12}", loaded), load
+        assert len(loaded) == 2, loads
+        assert re.fullmatch(r"iris-serving:[0-9a-f]{12}", loaded[0]), loads
+        assert re.fullmatch(r"iris-proxy:[0-9a-f]{12}", loaded[1]), loads
         images = [c["image"] for c in find(list(yaml.safe_load_all((tmp_path / "rendered.yaml").read_text())),
                                           "Deployment")["spec"]["template"]["spec"]["containers"]]  # fmt: skip
-        assert images == [loaded]
+        assert images == loaded, "the server and its nginx sidecar run the tags just loaded"
         assert "kubectl rollout status deployment/iris -n iris-serving --timeout=180s" in log.read_text()
     finally:
-        if loaded != stage4_image:
-            subprocess.run(["docker", "rmi", loaded], capture_output=True)
+        if loaded and loaded[0] != stage4_image:
+            subprocess.run(["docker", "rmi", loaded[0]], capture_output=True)

@@ -48,6 +48,8 @@ def test_scorecard_smoke_run_writes_every_figure(tmp_path):
     assert worker["target"] == "worker" and worker["failed"] <= 1 < worker["ok"], worker
     assert gunicorn["upgrade"]["command"].endswith(f"kill -HUP {gunicorn['upgrade']['command'].split()[-1]}")
     assert dev["upgrade"]["serves_new_version"] is True
+    (slow,) = dev["slow_clients"]  # the development server has no proxy variant
+    assert set(slow["runs"]) == {"2", "50"} and slow["runs"]["50"]["during"]["requests"] > 0
     assert {t["connections"] for t in dev["throughput"]} == {1, 8}
     assert dev["cost"]["lines_added"] > 0 and dev["cost"]["packages"] > script["cost"]["packages"]
     assert "02 Flask dev server" in result.stdout, "the summary table is printed"

@@ -16,8 +16,8 @@ from harness.layers import STAGES
 OWNED = {
     "model.py": 1,
     **dict.fromkeys(("app.py", "inputs.py", "v2.py", "openapi.json"), 2),
-    "gunicorn.conf.py": 3,
-    **dict.fromkeys(("Dockerfile", ".dockerignore", "requirements.txt"), 4),
+    **dict.fromkeys(("gunicorn.conf.py", "nginx.conf"), 3),
+    **dict.fromkeys(("Dockerfile", "proxy.Dockerfile", ".dockerignore", "requirements.txt"), 4),
 }
 COPIES = [
     (name, owner, stage)
@@ -90,8 +90,8 @@ def test_stage_requirements_pin_every_dependency(stage):
 # What `make diff A=N-1 B=N` shows: the layer's own code and configuration (top-level names).
 ADDS = {
     2: {"requirements.txt", "app.py", "inputs.py", "v2.py", "openapi.json"},
-    3: {"requirements.txt", "gunicorn.conf.py"},
-    4: {"requirements.txt", "Dockerfile", ".dockerignore"},
+    3: {"requirements.txt", "gunicorn.conf.py", "nginx.conf"},
+    4: {"requirements.txt", "Dockerfile", "proxy.Dockerfile", ".dockerignore"},
     5: {"kind.sh", "k8s"},
 }
 SHOWN = [s for s in ADDS if STAGES[s].is_dir()]

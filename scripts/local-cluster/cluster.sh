@@ -10,7 +10,8 @@
 #   cluster.sh up        build what is missing (build.sh), then start the cluster (idempotent)
 #   cluster.sh status    exit 0 when the API answers
 #   cluster.sh up IMAGE  the same, then deploy IMAGE (what `kind.sh up IMAGE` does on kind)
-#   cluster.sh deploy IMAGE  import IMAGE and roll stage 05 (k8s/local overlay) to it
+#   cluster.sh deploy IMAGE [PROXY]  import IMAGE and the nginx sidecar's image PROXY (built
+#                        from 05_kubernetes/proxy.Dockerfile when not given), roll stage 05 (k8s/local) to them
 #   cluster.sh predict   one prediction through the Service (127.0.0.1:8000)
 #   cluster.sh load IMG  copy a local Docker image into the cluster's containerd
 #   cluster.sh down      stop everything and remove every trace: processes, pods,
@@ -359,12 +360,23 @@ up() {
 
 # deploy IMAGE: stage 05's k8s/local overlay with IMAGE, as 05_kubernetes/kind.sh does on kind.
 # The tag is the image id, unique to its contents: a new build means new pods.
+# The nginx sidecar's image, built from proxy.Dockerfile (Debian's nginx on the same base as the
+# server's image; Docker's cache makes an unchanged rebuild instant); prints its id.
+proxy_image() {
+  docker build --quiet --file "$STAGE5/proxy.Dockerfile" "$STAGE5" 2>/dev/null ||
+    die "building the proxy image from $STAGE5/proxy.Dockerfile failed (make base-image first?)"
+}
+
 deploy() {
-  local image="$1" tag overlay
+  local image="$1" proxy="${2:-}" tag proxy_tag overlay
   docker image inspect "$image" >/dev/null 2>&1 || die "no local image '$image': build stage 04 first (make stage-5 does)"
   tag="iris-serving:$(docker image inspect --format '{{.Id}}' "$image" | sed 's/^sha256://' | cut -c1-12)"
   docker tag "$image" "$tag"
   load "$tag"
+  [[ -n "$proxy" ]] || proxy="$(proxy_image)"
+  proxy_tag="iris-proxy:$(docker image inspect --format '{{.Id}}' "$proxy" | sed 's/^sha256://' | cut -c1-12)"
+  docker tag "$proxy" "$proxy_tag"
+  load "$proxy_tag"
   overlay="$(mktemp -d)"
   trap 'rm -rf "$overlay"' RETURN
   cat >"$overlay/kustomization.yaml" <<EOF
@@ -373,6 +385,8 @@ resources:
 images:
   - name: iris-serving
     newTag: ${tag#iris-serving:}
+  - name: iris-proxy
+    newTag: ${proxy_tag#iris-proxy:}
 EOF
   kubectl apply -k "$overlay"
   kubectl rollout status deployment/iris -n iris-serving --timeout=180s
@@ -453,12 +467,12 @@ case "${1:-}" in
   build) bash "$HERE/build.sh" ;;
   up)
     up
-    [[ -z "${2:-}" ]] || deploy "$2"
+    [[ -z "${2:-}" ]] || deploy "$2" "${3:-}"
     ;;
   deploy)
-    [[ -n "${2:-}" ]] || die "usage: cluster.sh deploy IMAGE"
+    [[ -n "${2:-}" ]] || die "usage: cluster.sh deploy IMAGE [PROXY_IMAGE]"
     api_up || die "the local cluster is not running (make cluster-up)"
-    deploy "$2"
+    deploy "$2" "${3:-}"
     ;;
   predict) predict ;;
   status) api_up ;;

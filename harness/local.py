@@ -1,0 +1,236 @@
+"""The layers that run as this machine's own processes: stages 01 to 03.
+
+Every layer serves the same model and answers the same client. The stage
+folders are used exactly as a reader would use them: the same commands, the
+same files, on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.core import APP
+from harness.core import BIN
+from harness.core import LOOPBACK
+from harness.core import STAGES
+from harness.core import Layer
+from harness.core import LayerError
+from harness.core import children
+from harness.core import descendants
+from harness.core import model_module
+from harness.core import wait_ready
+from harness.core import wait_until
+
+
+class InProcess(Layer):
+    """Stage 01: the model imported into the caller's process; no server, no port."""
+
+    stage, name = 1, "01 script"
+    upgrade_mechanism = "re-import in your own program"
+    serves_http = False
+    crash_targets = ()
+
+    def __init__(self, model_path: Path | None = None, port: int | None = None, env=None, app: str = APP):
+        super().__init__(model_path, port=0, env=env, app=app)
+        self.base_url = ""
+        self._model = None
+
+    def start(self, timeout: float = 60.0) -> float:
+        started = time.monotonic()
+        self._model = model_module().load(self.model_path)
+        return time.monotonic() - started
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._model = None
+
+    def predict(self, instances: list[dict[str, float]]) -> dict[str, Any]:
+        iris = model_module()
+        return {
+            "model_name": iris.MODEL_NAME,
+            "model_version": self._model.version,
+            "predictions": self._model.predict(iris.validate_rows(instances)),
+        }
+
+    def ready(self) -> bool:
+        return self._model is not None
+
+    def upgrade(self, new_model: Path) -> str:
+        self.model_path = Path(new_model)
+        self.start()
+        return "model.load(new_path) in your own program"
+
+    def serving_pids(self) -> list[int]:
+        return [os.getpid()]
+
+
+class ServerProcess(Layer):
+    """A layer that is one local server process started from a stage folder."""
+
+    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP):
+        super().__init__(model_path, port, env, app)
+        self.proc: subprocess.Popen | None = None
+        fd, log_path = tempfile.mkstemp(prefix=f"stage{self.stage:02d}-", suffix=".log")
+        os.close(fd)  # start() opens it by name; an open descriptor per layer would leak
+        self.log_path = Path(log_path)
+
+    def command(self) -> list[str]:
+        """The command a reader runs in the stage folder (with this port)."""
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """The environment for the server: the same HOST/PORT/MODEL_PATH contract everywhere."""
+        return {
+            **os.environ,
+            "HOST": LOOPBACK,
+            "PORT": str(self.port),
+            "MODEL_PATH": str(self.model_path),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+
+    def start(self, timeout: float = 60.0) -> float:
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                self.command(), cwd=STAGES[self.stage], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=self.alive)
+        except LayerError as exc:
+            self.stop()
+            raise LayerError(f"{self.name}: {exc}; log:\n{self.log()[-2000:]}") from None
+        return time.monotonic() - started
+
+    def alive(self) -> bool:
+        """Whether the server process is still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, wait up to ``timeout`` s, then SIGKILL; return the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def crash(self, target: str = "server") -> str:
+        """SIGKILL the server: its process and every process it started, as when a container's PID 1 dies.
+
+        (gunicorn's workers, orphaned by a master killed alone, would serve on
+        while requests keep coming and stop at the first pause; nothing here
+        would start them again either way.)
+        """
+        self._check_target(target)
+        victims = [self.proc.pid, *descendants(self.proc.pid)]
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        self.proc.wait(10)
+        return f"kill -9 {' '.join(map(str, victims))}"
+
+    def recovered(self) -> bool:
+        return self.alive() and self.ready()
+
+    def log(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def serving_pids(self) -> list[int]:
+        return [self.proc.pid, *descendants(self.proc.pid)]
+
+
+class DevServer(ServerProcess):
+    """Stage 02: Flask's development server, exactly as `make stage-2` runs it."""
+
+    stage, name = 2, "02 Flask dev server"
+    upgrade_mechanism = "stop, install the new model, start again"
+
+    def command(self) -> list[str]:
+        return [str(BIN / "flask"), "--app", self.app, "run", "--host", LOOPBACK, "--port", str(self.port)]
+
+    def upgrade(self, new_model: Path) -> str:
+        model_module().install(new_model, self.model_path)
+        self.stop()
+        self.start()
+        return f"Ctrl-C (SIGTERM {self.proc.pid}); python model.py install NEW; make stage-2"
+
+
+class Gunicorn(ServerProcess):
+    """Stage 03: gunicorn with the stage's gunicorn.conf.py, exactly as `make stage-3` runs it."""
+
+    stage, name = 3, "03 gunicorn"
+    upgrade_mechanism = "verify + install the new model, then SIGHUP (graceful reload)"
+    crash_targets = ("server", "worker")
+
+    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP):
+        super().__init__(model_path, port, env, app)
+        self._replacing: tuple[int, int] = (0, 0)  # after a worker crash: (the killed PID, workers before)
+
+    def command(self) -> list[str]:
+        return [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", self.app]
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start, and wait until every worker (not just the first) has loaded the model."""
+        started = time.monotonic()
+        super().start(timeout)
+        if not self.wait_booted(timeout=max(1.0, timeout - (time.monotonic() - started))):
+            self.stop()  # do not leave a half-booted server running
+            raise LayerError(f"{self.name}: not every worker loaded the model; log:\n{self.log()[-2000:]}")
+        return time.monotonic() - started
+
+    def workers(self) -> list[int]:
+        """PIDs of the current worker processes."""
+        return children(self.proc.pid) if self.alive() else []
+
+    def wait_workers(self, count: int, timeout: float = 30.0, exclude: set[int] = frozenset()) -> list[int]:
+        """Wait until ``count`` workers not in ``exclude`` are running; return them."""
+        if not wait_until(lambda: len([p for p in self.workers() if p not in exclude]) >= count, timeout):
+            raise LayerError(f"{count} new workers did not appear within {timeout:.0f} s")
+        return [p for p in self.workers() if p not in exclude]
+
+    def booted(self, pids: list[int] | None = None) -> bool:
+        """Whether workers ``pids`` (default: all current ones) have loaded the model.
+
+        Forked is not booted: a worker serves once the app has loaded the
+        model, which it logs with its PID (app.create_app). With preload the
+        master loaded it before forking, so a forked worker is ready.
+        """
+        if self.extra_env.get("GUNICORN_PRELOAD") == "1":
+            return True
+        log = self.log()  # once per check: under load the access log grows to megabytes
+        return all(f"(pid {pid})" in log for pid in (pids or self.workers()))
+
+    def wait_booted(self, pids: list[int] | None = None, timeout: float = 30.0) -> bool:
+        """Wait until ``booted(pids)``; False when ``timeout`` passes first."""
+        return wait_until(lambda: self.booted(pids), timeout)
+
+    def crash(self, target: str = "server") -> str:
+        """SIGKILL the master ("server": nothing restarts it) or one worker (its master replaces it)."""
+        if target != "worker":
+            return super().crash(target)
+        workers = self.workers()
+        self._replacing = (workers[0], len(workers))
+        os.kill(workers[0], signal.SIGKILL)
+        return f"kill -9 {workers[0]}"
+
+    def recovered(self) -> bool:
+        killed, count = self._replacing
+        fresh = [p for p in self.workers() if p != killed]
+        return len(fresh) >= count > 0 and self.booted(fresh) and self.ready()
+
+    def upgrade(self, new_model: Path) -> str:
+        # Validate first: a model that cannot load would make every new worker
+        # fail to boot, and gunicorn halts when workers cannot boot.
+        model_module().install(new_model, self.model_path)
+        os.kill(self.proc.pid, signal.SIGHUP)
+        return f"python model.py install NEW && kill -HUP {self.proc.pid}"
