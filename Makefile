@@ -126,7 +126,7 @@ else
 endif
 
 .PHONY: cluster-build
-cluster-build: ## build the local cluster from Kubernetes' Go modules (cached in ~/.cache; 15-30 min the first time)
+cluster-build: ## build the local cluster from Kubernetes' Go modules (cached in ~/.cache; the first build is the longest step of all)
 	bash scripts/local-cluster/build.sh
 
 .PHONY: cluster-up
@@ -138,26 +138,26 @@ cluster-down: ## stop the local cluster and remove every trace (processes, pods,
 	bash $(LOCAL_CLUSTER) down
 
 .PHONY: tour
-tour: $(STAMP) ## start here: the same request to every layer this machine can run, then the scorecard (~1 min)
+tour: $(STAMP) ## start here: the same request to every layer this machine can run, then the scorecard
 	$(PY) -m harness.scorecard --tour
 
 .PHONY: scorecard
-scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput, cost) into results/ (~2-5 min)
+scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput, cost) into results/ (minutes)
 	$(PY) -m harness.scorecard
 
 # nbmake runs every notebook in a fresh kernel from notebooks/, a time limit per cell.
 NBMAKE := --nbmake --nbmake-timeout=300
 
 .PHONY: test
-test: $(STAMP) ## the whole suite: every stage, real servers, Docker, a cluster, notebooks (~6 min; ~20 with a cluster)
+test: $(STAMP) ## the whole suite: every stage, real servers, Docker, a cluster, notebooks (the longest)
 	$(PY) -m pytest $(NBMAKE) tests notebooks
 
 .PHONY: test-fast
-test-fast: $(STAMP) ## inner loop: everything but slow, Docker, cluster and notebook tests (~30 s)
+test-fast: $(STAMP) ## inner loop: everything but slow, Docker, cluster and notebook tests (under a minute)
 	$(PY) -m pytest -m "not slow and not docker and not cluster"
 
 .PHONY: notebooks
-notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the committed outputs (~2 min)
+notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the committed outputs
 	cd notebooks && for nb in *.ipynb; do \
 	  echo "executing $$nb"; \
 	  ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \

@@ -3,8 +3,12 @@
 """gunicorn settings for the iris API, written to be read.
 
 Start it with:  gunicorn -c gunicorn.conf.py "app:create_app()"
-Every value can be overridden by an environment variable (named beside it),
-so the same file serves a laptop, a container and a Kubernetes pod.
+A setting with an environment variable named beside it (HOST, PORT,
+WEB_CONCURRENCY, GUNICORN_*, PIDFILE) can be overridden by that variable, so the
+same file serves a laptop, a container and a Kubernetes pod; a number that is
+not one stops gunicorn with one line naming it. The others (worker_class,
+max_requests_jitter, worker_tmp_dir, the log destinations, control_socket) are
+fixed here on purpose: change them in this file.
 Reference: https://docs.gunicorn.org/en/stable/settings.html
 """
 
@@ -26,11 +30,13 @@ def _env_int(name: str, default: int) -> int:
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 
 # --- How many processes --------------------------------------------------------
-# WEB_CONCURRENCY: worker processes. Each is a full Python process with its own
-# copy of the model, serving one request at a time (sync workers). Our requests
-# are mostly CPU-bound, so one per CPU is the starting point; a few more can
-# help while some workers wait on the network (notebooks/03_wsgi.ipynb measures
-# 1 to 4 workers), at the price of one more model copy in memory each.
+# WEB_CONCURRENCY: worker processes. Each is a full Python process (interpreter,
+# numpy, scikit-learn: the model itself is tiny) serving one request at a time
+# (sync workers). Our requests are mostly CPU-bound, so one per CPU is the
+# starting point; a few more can help while some workers wait on the network
+# (notebooks/03_wsgi.ipynb measures 1 to 4 workers), at the price of one more
+# process in memory each. (gunicorn itself reads WEB_CONCURRENCY before this
+# file: a value that is not a number is gunicorn's own error, with a traceback.)
 # We count the CPUs *this process may use* (sched_getaffinity honours taskset
 # and cpusets), not the host's cpu_count(). Typical range: 1 to 2 x CPUs.
 # In Kubernetes, set it to match the CPU limit and scale with replicas instead.

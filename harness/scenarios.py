@@ -35,10 +35,12 @@ OBSERVE_S = 10.0
 
 def reach(layer: Layer) -> dict[str, Any]:
     """Can a non-Python client (curl) get the golden predictions from this layer?"""
-    if not layer.serves_http:
+    if not layer.serves_http:  # a definition, not a measurement: there is nothing for curl to call
         return {
             "reachable": False,
-            "why": "no network endpoint: a caller must be a Python program with this source and its dependencies",
+            "measured": False,
+            "why": "by definition: no network endpoint; a caller must be a Python program with this source and "
+            "its dependencies",
         }
     if shutil.which("curl") is None:
         return {"reachable": None, "why": "curl is not installed here"}

@@ -97,6 +97,27 @@ def test_healthcheck_turns_healthy(served):
     assert wait_until(lambda: health() == "healthy", timeout=60, interval=0.5), f"health stayed {health()!r}"
 
 
+def test_healthcheck_turns_unhealthy_when_the_only_worker_hangs(failure_image):
+    """The HEALTHCHECK asks the app, so a server whose worker hangs is reported, though its process runs.
+
+    (Docker only reports it: nothing restarts an unhealthy container; stage 05's liveness probe does.)
+    """
+    layer = Container(
+        image=failure_image,
+        env={"WEB_CONCURRENCY": "1", "GUNICORN_TIMEOUT": "300"},  # gunicorn's own timeout would free the worker
+        run_args=("--health-interval", "1s", "--health-timeout", "1s", "--health-retries", "2"),
+    )
+    with layer:
+        health = lambda: layer.inspect()["State"]["Health"]["Status"]  # noqa: E731
+        assert wait_until(lambda: health() == "healthy", timeout=60, interval=0.5), health()
+        send_in_background("GET", f"{layer.base_url}/_test/sleep?seconds=60", timeout=90)  # holds the worker
+        assert wait_until(lambda: "test endpoint: sleeping" in layer.log(), 10), "the request never started"
+        unhealthy = wait_until(lambda: health() == "unhealthy", timeout=45, interval=0.5)
+        state = layer.inspect()["State"]
+        assert unhealthy, f"health stayed {state['Health']['Status']!r}"
+        assert state["Running"] and state["Health"]["Log"][-1]["ExitCode"] != 0, state["Health"]["Log"][-1]
+
+
 def test_killing_pid_1_the_restart_policy_brings_it_back(served, golden):
     """SIGKILL the gunicorn master from the host, under load: on-failure restarts the container."""
     before = served.restart_count()

@@ -14,11 +14,11 @@ import pytest
 import requests
 
 from harness import scenarios
+from harness.core import wait_ready
 from harness.golden import load_golden
 from harness.layers import BIN
 from harness.layers import ROOT
 from harness.layers import DevServer
-from harness.layers import wait_ready
 
 pytestmark = pytest.mark.slow
 SCHEMATHESIS_CONFIG = "tests/schemathesis.toml"

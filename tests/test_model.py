@@ -54,11 +54,27 @@ def test_version_two_is_distinguishable(iris, model_v1, model_v2, golden):
     assert mismatches(v2.predict(rows), golden) != [], "version 2 must give visibly different probabilities"
 
 
-def test_refuses_a_tampered_artifact(iris, fresh_model):
+def test_refuses_a_tampered_artifact_before_unpickling_it(iris, fresh_model, monkeypatch):
     with fresh_model.open("ab") as f:
         f.write(b"tampered")
+    unpickled = []
+    monkeypatch.setattr(iris.joblib, "load", lambda *a, **k: unpickled.append(a))
     with pytest.raises(iris.ArtifactError, match="SHA-256"):
         iris.load(fresh_model)
+    assert unpickled == [], "the hash is checked before anything is unpickled"
+
+
+def test_an_artifact_rewritten_with_its_sidecar_is_loaded(iris, model_v2, fresh_model):
+    """What the hash does not guard against: whoever rewrites both files is trusted (the README says so)."""
+    import json
+    import shutil
+
+    shutil.copyfile(model_v2, fresh_model)  # another artifact...
+    meta = json.loads(iris.metadata_path(fresh_model).read_text())
+    meta["artifact_sha256"] = iris._sha256(fresh_model)  # ...and a sidecar rewritten to match it
+    meta["model_version"] = "1"
+    iris.metadata_path(fresh_model).write_text(json.dumps(meta))
+    assert iris.load(fresh_model).version == "1", "loaded: the pair is consistent, so the hash cannot tell"
 
 
 def test_refuses_another_sklearn_version(iris, fresh_model):
