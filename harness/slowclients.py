@@ -119,6 +119,19 @@ def _normal_client(url: str, report: LoadReport, lock: threading.Lock, stop: thr
         next_at = max(next_at, time.monotonic())  # after a slow answer, do not burst to catch up
 
 
+def impaired(outcomes: list[Outcome]) -> float | None:
+    """Seconds from the first failed request to the first answer after the last failure.
+
+    0.0 when nothing failed; None when the layer never answered again.
+    """
+    failures = [o for o in outcomes if not o.ok]
+    if not failures:
+        return 0.0
+    last = max(o.end for o in failures)
+    back = [o.end for o in outcomes if o.ok and o.start >= last - 1e-3]
+    return (min(back) - min(o.start for o in failures)) if back else None
+
+
 def _quantile_ms(values: list[float], q: int) -> float | None:
     if not values:
         return None
@@ -183,7 +196,7 @@ def slow_clients(
         outcomes = list(report.outcomes)
     during = [o for o in outcomes if opened <= o.start < released]
     answered = [o.end - o.start for o in during if o.ok]
-    downtime = report.downtime()
+    downtime = impaired(outcomes)
     result = {
         "layer": layer.name,
         "slow_clients": slow,
@@ -202,6 +215,7 @@ def slow_clients(
             "failure_kinds": LoadReport(outcomes=during).failure_kinds(),
         },
         "requests": len(outcomes),
+        "ok": sum(o.ok for o in outcomes),
         "failed": sum(not o.ok for o in outcomes),
         "impaired_s": None if downtime is None else round(downtime, 3),
         "recovered": downtime is not None,

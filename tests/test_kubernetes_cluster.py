@@ -76,6 +76,8 @@ def overlay(image: str, server_env: dict[str, str], restore: str | None = None) 
     -k`. The configMapGenerator gives the ConfigMap a new name (a hash of its
     content), so the Deployment's pod template changes and the pods roll.
     """
+    spec = deployment()["spec"]["template"]["spec"]["containers"]
+    proxy_tag = next(c["image"] for c in spec if c["name"] == "proxy").split(":", 1)[1]  # the sidecar stays as it is
     with tempfile.TemporaryDirectory() as tmp:
         changed, restored = Path(tmp) / "changed", Path(tmp) / "restored"
         for folder, env, tag in ((changed, server_env, image), (restored, {}, restore or image)):
@@ -85,7 +87,8 @@ def overlay(image: str, server_env: dict[str, str], restore: str | None = None) 
             generator = "configMapGenerator:\n  - name: iris-config\n    behavior: merge\n    envs: [extra.env]\n"
             (folder / "kustomization.yaml").write_text(
                 f"resources: [{os.path.relpath(K8S / flavour(), folder)}]\n"
-                f"images:\n  - name: iris-serving\n    newTag: {tag}\n" + (generator if env else "")
+                f"images:\n  - name: iris-serving\n    newTag: {tag}\n  - name: iris-proxy\n    newTag: {proxy_tag}\n"
+                + (generator if env else "")
             )
         kubectl("apply", "-k", str(changed), timeout=60)
         rolled_out()

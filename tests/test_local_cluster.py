@@ -69,6 +69,17 @@ def test_an_unknown_cluster_choice_is_one_line():
     assert "CLUSTER must be kind or local, got 'minikube'" in proc.stdout + proc.stderr
 
 
+def test_make_stage_5_names_a_missing_kind():
+    """CLUSTER=kind on a machine without kind (or without what kind needs first): one line that says what."""
+    if shutil.which("kind"):
+        pytest.skip("kind is installed here")
+    proc = subprocess.run(["make", "stage-5", "CLUSTER=kind"], capture_output=True, text=True, timeout=120,
+                          cwd=LOCAL_SCRIPT.parents[2])  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    assert "kind not found: install kind" in out or "docker" in out.lower(), out
+
+
 def versions() -> dict[str, str]:
     """The pins of scripts/local-cluster/versions.sh."""
     text = (LOCAL_SCRIPT.parent / "versions.sh").read_text()
