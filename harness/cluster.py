@@ -37,6 +37,7 @@ import yaml
 from harness.container import build_image
 from harness.container import docker
 from harness.container import image_self_contained
+from harness.container import print_built
 from harness.core import APP
 from harness.core import BIN
 from harness.core import LOOPBACK
@@ -671,12 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("image", help="build (or reuse) the stage-04 image, print its tag")
     parser.parse_args(argv)
-    try:
-        print(build_image())
-    except LayerError as exc:
-        print(f"cannot build the stage-04 image: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return print_built(build_image, "the stage-04 image")
 
 
 if __name__ == "__main__":

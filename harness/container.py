@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,19 @@ def image_self_contained(image: str) -> dict[str, Any]:
     executable, version, sklearn = out.stdout.split()
     return {
         "self_contained": True,
-        "why": f"the host needs only a container engine: the image runs {executable} (Python {version}, "
+        "why": f"the host needs only a container runtime: the image runs {executable} (Python {version}, "
         f"scikit-learn {sklearn}) with the host's .venv off PATH",
     }
+
+
+def print_built(build: Callable[[], str], what: str) -> int:
+    """A command line's "build (or reuse) an image, print its tag": 0, or 1 with a one-line error."""
+    try:
+        print(build())
+    except LayerError as exc:
+        print(f"cannot build {what}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def ensure_base_image() -> None:
@@ -139,6 +150,7 @@ class Container(Layer):
 
     stage, name = 4, "04 container"
     upgrade_mechanism = "stop the old container, start a new one with the new model"
+    crash_targets = ("server", "worker")
     restart_policy = "on-failure"
 
     def __init__(
@@ -186,13 +198,17 @@ class Container(Layer):
         command = [] if self.app == APP else ["gunicorn", "-c", "gunicorn.conf.py", self.app]
         return [*args, *self.run_args, self.image, *command]
 
-    def start(self, timeout: float = 60.0) -> float:
+    def launch(self) -> None:
+        """Build what is missing and run the container(s), named afresh; ``start`` then waits until ready."""
         self.image = self.image or build_image()
         self.container = f"iris-test-{uuid.uuid4().hex[:12]}"
+        docker(*self.run_command())  # a failed run can leave a created container behind: stop() removes it
+
+    def start(self, timeout: float = 60.0) -> float:
         self.exit_code = None
         started = time.monotonic()
         try:
-            docker(*self.run_command())  # a failed run can leave a created container behind
+            self.launch()
             wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=self.running)
         except LayerError as exc:
             log = self.log()

@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from harness.container import build_image
 from harness.container import docker
 from harness.container import ensure_base_image
 from harness.container import image_exists
+from harness.container import print_built
 from harness.core import APP
 from harness.core import BIN
 from harness.core import LOOPBACK
@@ -37,7 +37,6 @@ from harness.core import LayerError
 from harness.core import children
 from harness.core import descendants
 from harness.core import model_module
-from harness.core import wait_ready
 from harness.core import wait_until
 from harness.local import Gunicorn
 
@@ -132,23 +131,15 @@ class ProxiedContainer(Container):
                 "--publish", f"{LOOPBACK}:{self.port}:{PROXY_PORT}", "--read-only", "--tmpfs", "/tmp",
                 self.proxy_image]  # fmt: skip
 
-    def start(self, timeout: float = 60.0) -> float:
+    def launch(self) -> None:
+        """The network, the server's container on it, then the proxy's, published."""
         self.image = self.image or build_image()
         self.proxy_image = self.proxy_image or build_proxy_image()
         suffix = uuid.uuid4().hex[:12]
         self.container, self.proxy, self.net = f"iris-test-{suffix}", f"iris-test-{suffix}-proxy", f"iris-test-{suffix}"
-        self.exit_code = None
-        started = time.monotonic()
-        try:
-            docker("network", "create", self.net)
-            docker(*self.run_command())
-            docker(*self.proxy_command())
-            wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=self.running)
-        except LayerError as exc:
-            log = self.log()
-            self.stop()
-            raise LayerError(f"{self.name}: {exc}; log:\n{log[-2000:]}") from None
-        return time.monotonic() - started
+        docker("network", "create", self.net)
+        docker(*self.run_command())
+        docker(*self.proxy_command())
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """Stop the proxy (gracefully: its STOPSIGNAL is SIGQUIT), then the server; remove both and the network."""
@@ -195,12 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tag":
         print(proxy_image_tag())
         return 0
-    try:
-        print(build_proxy_image())
-    except LayerError as exc:
-        print(f"cannot build the proxy image: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return print_built(build_proxy_image, "the proxy image")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_v2_health_and_metadata(client, app):
     meta = client.get("/v2/models/iris").get_json()
     assert meta["name"] == "iris" and meta["versions"] == ["1"]
     assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
-    assert client.get("/v2").get_json()["name"]
+    assert client.get("/v2").get_json() == {"name": "iris-serving-tutorial", "version": "1", "extensions": []}
 
 
 def test_refuses_to_start_with_a_tampered_model(fresh_model):
