@@ -1,0 +1,517 @@
+"""`make bench`: our stages against what a reader would pick instead, in one run, with one client.
+
+The same machine, the same load generator (wrk), the same request bytes, the
+same model artifact:
+
+- the in-process floor (validate + predict, no HTTP; bench/floor.py);
+- stage 02 (Flask development server), stage 03 (gunicorn, 2 sync workers),
+  stage 04 (the stage-03 image under Docker), run exactly as the stages run,
+  with the stages' own venv (.venv);
+- FastAPI + uvicorn with the same 2 workers (bench/peers/fastapi_app.py);
+- MLServer + mlserver-sklearn through the Open Inference Protocol V2
+  (bench/peers/mlserver/), the very same V2 request as ours;
+- two ceilings: gunicorn serving a bare WSGI app and a Flask JSON echo
+  (bench/peers/ceiling.py): what the stack costs before our code runs.
+
+Each server answers each request once (checked) before wrk loads it: a single
+row at 1 and 8 connections and a 1,000-row batch, on /predict and on V2
+infer. Figures: requests/s, rows/s, p50/p99, the server's CPU per request and
+wrk's own CPU. Results go to results/bench.json with the machine they ran on,
+and a plot to results/bench.png.
+
+    .venv-bench/bin/python -m bench.run                   # the full run (~4 min)
+    .venv-bench/bin/python -m bench.run --smoke OUT.json  # a second per load, for the tests
+
+Ports: 8100-8199 on 127.0.0.1 only. Every load is bounded by wrk's duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+STAGE_VENV = ROOT / ".venv" / "bin"  # the stages' packages, as a reader installs them
+BENCH_VENV = Path(sys.executable).parent  # the peers' packages (.venv-bench)
+LOOPBACK = "127.0.0.1"
+PORTS = range(8100, 8200)  # ours; other engineers use 8000 and 8200-8299
+WORKERS = 2  # every multi-process server gets the same count: one per core here
+ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+BATCH = 1000
+
+# name -> (route kind, rows per request). The V2 bodies carry the same numbers as /predict.
+REQUESTS = {
+    "predict_1": ("predict", 1),
+    "predict_1000": ("predict", BATCH),
+    "v2_1": ("v2", 1),
+    "v2_1000": ("v2", BATCH),
+}
+
+
+def body(kind: str, rows: int) -> dict[str, Any]:
+    """The request body: /predict instances, or a V2 FP64 tensor of shape [rows, 4]."""
+    if kind == "predict":
+        return {"instances": [ROW] * rows}
+    values = list(ROW.values())
+    return {"inputs": [{"name": "input-0", "shape": [rows, 4], "datatype": "FP64", "data": values * rows}]}
+
+
+def free_port(start: int) -> int:
+    """The first port from ``start`` in 8100-8199 that nothing on loopback listens on."""
+    for port in range(start, PORTS.stop):
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{PORTS.stop - 1}")
+
+
+def wait_ready(url: str, timeout: float, alive) -> float:
+    """Poll ``url`` until 200; raise if the server died or ``timeout`` passed."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return time.monotonic() - start
+        except requests.RequestException:
+            pass
+        if not alive():
+            raise RuntimeError(f"server exited before {url} answered")
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready within {timeout:.0f} s")
+
+
+def tree(pid: int) -> list[int]:
+    """A process and all its descendants (Linux /proc)."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (ended ones count 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+class Server:
+    """One server under test: a command started in a folder, or a Docker container."""
+
+    def __init__(self, name: str, kinds: tuple[str, ...], command: list[str], cwd: Path, env: dict[str, str]):
+        self.name, self.kinds, self.command, self.cwd = name, kinds, command, cwd
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.port = int(env["PORT"])
+        self.base_url = f"http://{LOOPBACK}:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115
+
+    def start(self, timeout: float = 90) -> None:
+        self.proc = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=lambda: self.proc.poll() is None)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{self.name}: {exc}; log:\n{Path(self.log.name).read_text()[-3000:]}") from None
+
+    def stop(self) -> None:
+        """SIGTERM the process we started (by PID), then SIGKILL after 20 s."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def pids(self) -> list[int]:
+        """The processes whose CPU counts as the server's."""
+        return tree(self.proc.pid) if self.proc else []
+
+    def url(self, kind: str) -> str:
+        return f"{self.base_url}/predict" if kind == "predict" else f"{self.base_url}/v2/models/iris/infer"
+
+
+class DockerServer(Server):
+    """Stage 04: the stage's image, run as `make stage-4` runs it, named bench-* and removed after."""
+
+    def __init__(self, name: str, image: str, port: int):
+        self.image = image
+        self.container = f"bench-stage4-{port}"
+        command = ["docker", "run", "--detach", "--name", self.container, "--publish", f"{LOOPBACK}:{port}:8000",
+                   "--env", f"WEB_CONCURRENCY={WORKERS}", image]  # fmt: skip
+        super().__init__(name, ("predict", "v2"), command, ROOT, {"PORT": str(port)})
+
+    def start(self, timeout: float = 90) -> None:
+        subprocess.run(["docker", "rm", "--force", self.container], capture_output=True, timeout=60)
+        subprocess.run(self.command, check=True, capture_output=True, timeout=120)
+        running = lambda: "true" in self._inspect("{{.State.Running}}")  # noqa: E731
+        try:
+            wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=running)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def _inspect(self, fmt: str) -> str:
+        out = subprocess.run(["docker", "inspect", "--format", fmt, self.container], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def stop(self) -> None:
+        subprocess.run(["docker", "stop", self.container], capture_output=True, timeout=60)
+        subprocess.run(["docker", "rm", "--force", self.container], capture_output=True, timeout=60)
+
+    def pids(self) -> list[int]:
+        pid = self._inspect("{{.State.Pid}}")
+        return tree(int(pid)) if pid.isdigit() and pid != "0" else []
+
+
+def servers(model: Path, workdir: Path, port: int, with_docker: bool) -> list[Server]:
+    """Every server of the run, each on its own port from ``port`` up."""
+    ports = iter(range(port, PORTS.stop))
+    model_env = {"HOST": LOOPBACK, "MODEL_PATH": str(model)}
+    gunicorn_env = {**model_env, "WEB_CONCURRENCY": str(WORKERS)}
+    found = []
+
+    def add(name, kinds, command, cwd, env):
+        p = free_port(next(ports))
+        found.append(Server(name, kinds, [c.replace("{port}", str(p)) for c in command], cwd, {**env, "PORT": str(p)}))
+
+    add("02 Flask dev server", ("predict", "v2"),
+        [str(STAGE_VENV / "flask"), "--app", "app:create_app()", "run", "--host", LOOPBACK, "--port", "{port}"],
+        ROOT / "02_rest_api", model_env)  # fmt: skip
+    add("03 gunicorn", ("predict", "v2"), [str(STAGE_VENV / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"],
+        ROOT / "03_wsgi", gunicorn_env)  # fmt: skip
+    if with_docker:
+        found.append(DockerServer("04 container", stage4_image(), free_port(next(ports))))
+    add("FastAPI + uvicorn", ("predict", "v2"),
+        [str(BENCH_VENV / "uvicorn"), "--host", LOOPBACK, "--port", "{port}", "--workers", str(WORKERS),
+         "bench.peers.fastapi_app:app"],
+        ROOT, {**model_env, "PYTHONPATH": str(ROOT / "01_model_py")})  # fmt: skip
+    http, grpc, metrics = (free_port(next(ports)) for _ in range(3))
+    settings = mlserver_folder(workdir / "mlserver", model, http, grpc, metrics)
+    found.append(Server("MLServer", ("v2",), [str(BENCH_VENV / "mlserver"), "start", str(settings)], settings,
+                        {"PORT": str(http)}))  # fmt: skip
+    for app, label in (("bare", "ceiling: gunicorn + bare WSGI"), ("echo", "ceiling: gunicorn + Flask echo")):
+        add(label, ("predict",), [str(STAGE_VENV / "gunicorn"), "-c", str(ROOT / "03_wsgi" / "gunicorn.conf.py"),
+            f"ceiling:{app}"], BENCH / "peers", gunicorn_env)  # fmt: skip
+    return found
+
+
+def mlserver_folder(folder: Path, model: Path, http: int, grpc: int, metrics: int) -> Path:
+    """bench/peers/mlserver/ with this run's artifact and ports filled in."""
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = json.loads((BENCH / "peers" / "mlserver" / "settings.json").read_text())
+    settings.update(http_port=http, grpc_port=grpc, metrics_port=metrics, parallel_workers=WORKERS)
+    model_settings = json.loads((BENCH / "peers" / "mlserver" / "model-settings.json").read_text())
+    model_settings["parameters"]["uri"] = str(model)
+    (folder / "settings.json").write_text(json.dumps(settings, indent=2))
+    (folder / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+    return folder
+
+
+def stage4_image() -> str:
+    """The stage-04 image for the current files (built once, cached by content), via the harness."""
+    from harness.container import build_image
+
+    return build_image()
+
+
+def check_answer(server: Server, kind: str, rows: int) -> None:
+    """One request before the load: it must succeed with ``rows`` predictions, or the figures mean nothing."""
+    response = requests.post(server.url(kind), json=body(kind, rows), timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"{server.name} {kind}: HTTP {response.status_code} {response.text[:300]}")
+    data = response.json()
+    if kind == "predict":
+        count = len(data["predictions"])
+    else:
+        count = data["outputs"][0]["shape"][0]
+    if count != rows:
+        raise RuntimeError(f"{server.name} {kind}: {count} predictions for {rows} rows")
+
+
+def run_wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:
+    """wrk at ``connections`` for ``seconds``, with its own CPU time (from rusage of children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(
+        ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
+         "--timeout", "5s", "-s", str(BENCH / "wrk_body.lua"), url],
+        capture_output=True, text=True, timeout=seconds + 60, env={**os.environ, "BENCH_BODY": str(body_file)},
+    )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        return {"requests": 0, "rps": 0.0, "failure": (proc.stderr or proc.stdout).strip()[-500:]}
+    result = json.loads(line.removeprefix("WRK_JSON "))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["rps"] = round(result["requests"] / result["duration_s"], 1)
+    result["wrk_cpu_cores"] = round(cpu / result["duration_s"], 2)
+    result["wrk_cpu_us_per_request"] = round(cpu / max(1, result["requests"]) * 1e6, 1)
+    return result
+
+
+def measure(server: Server, bodies: dict[str, Path], seconds: float) -> dict[str, Any]:
+    """Every load this server supports: single row at 1 and 8 connections, a batch at 8."""
+    loads = {}
+    for name, (kind, rows) in REQUESTS.items():
+        if kind not in server.kinds or (server.name.startswith("ceiling") and rows != 1):
+            continue
+        check_answer(server, kind, rows) if not server.name.startswith("ceiling") else None
+        for connections in (1, 8) if rows == 1 else (8,):
+            pids = server.pids()
+            cpu_before = cpu_seconds(pids)
+            result = run_wrk(server.url(kind), bodies[name], connections, seconds)
+            used = cpu_seconds(pids) - cpu_before
+            result.update(connections=connections, rows_per_request=rows)
+            result["rows_per_s"] = round(result["rps"] * rows, 1)
+            errors = sum(result.get("errors", {}).values())
+            result["error_count"] = errors
+            if result["requests"]:
+                result["server_cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
+            loads[f"{name}@{connections}"] = result
+            print(f"  {server.name:32} {name:13} c={connections}: {result['rps']:9.1f} req/s "
+                  f"p50 {result.get('latency_ms', {}).get('p50', 0):7.2f} ms, errors {errors}", flush=True)  # fmt: skip
+    return loads
+
+
+def floor(model: Path, seconds: float) -> dict[str, Any]:
+    """The in-process floor, with the stages' interpreter."""
+    out = subprocess.run(
+        [str(STAGE_VENV / "python"), str(BENCH / "floor.py"), str(model), str(seconds)],
+        capture_output=True, text=True, check=True, timeout=seconds * 2 + 120,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "01_model_py")},
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def costs() -> dict[str, Any]:
+    """Lines of code for the same API, dependencies and installed size of each way to serve."""
+
+    def loc(*paths: Path) -> int:
+        # Lines a reader writes: not blank, not a comment. Docstrings count (they are code in the file).
+        return sum(1 for p in paths for line in p.read_text().splitlines() if line.strip() and not line.strip().startswith("#"))  # noqa: E501
+
+    def deps(python: Path, *names: str) -> dict[str, Any]:
+        out = subprocess.run([str(python), str(BENCH / "deps.py"), *names], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    peers = BENCH / "peers"
+    return {
+        "Flask + gunicorn (stages 02-03)": {
+            "lines": loc(ROOT / "02_rest_api" / "app.py", ROOT / "03_wsgi" / "gunicorn.conf.py"),
+            "files": ["02_rest_api/app.py", "03_wsgi/gunicorn.conf.py"],
+            "api": "/predict, V2 health, metadata and infer, /openapi.json (written by hand), JSON errors",
+            **deps(STAGE_VENV / "python", "flask", "gunicorn", "scikit-learn"),
+        },
+        "FastAPI + uvicorn": {
+            "lines": loc(peers / "fastapi_app.py"),
+            "files": ["bench/peers/fastapi_app.py"],
+            "api": "/predict, V2 ready and infer, JSON errors; /openapi.json and /docs generated from the types",
+            **deps(BENCH_VENV / "python", "fastapi", "uvicorn", "httptools", "uvloop", "scikit-learn"),
+        },
+        "MLServer": {
+            "lines": loc(peers / "mlserver" / "model-settings.json", peers / "mlserver" / "settings.json"),
+            "files": ["bench/peers/mlserver/model-settings.json", "bench/peers/mlserver/settings.json"],
+            "api": "the whole V2 protocol over REST and gRPC, metrics; no /predict",
+            **deps(BENCH_VENV / "python", "mlserver", "mlserver-sklearn"),
+        },
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything measured: the stages' venv, the bench venv, wrk, Docker, the kernel."""
+
+    def pkgs(python: Path, names: list[str]) -> dict[str, str]:
+        code = "import sys, importlib.metadata as m; print(' '.join(m.version(n) for n in sys.argv[1:]))"
+        out = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=True)
+        return dict(zip(names, out.stdout.split()))
+
+    found = {"python": platform.python_version(), "kernel": platform.release()}
+    found |= {f"stages: {k}": v for k, v in pkgs(STAGE_VENV / "python", ["flask", "gunicorn", "scikit-learn", "numpy"]).items()}
+    bench = ["fastapi", "uvicorn", "httptools", "uvloop", "pydantic", "starlette", "mlserver", "mlserver-sklearn", "py-spy"]
+    found |= {f"bench: {k}": v for k, v in pkgs(BENCH_VENV / "python", bench).items()}
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    found["wrk"] = (wrk.stdout or wrk.stderr).split("[")[0].replace("wrk", "").strip()
+    docker = shutil.which("docker") and subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True, timeout=30
+    )
+    found["docker"] = docker.stdout.strip() if docker and docker.returncode == 0 else "not available"
+    return found
+
+
+def environment() -> dict[str, Any]:
+    """The machine, as it was when the run started."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    return {
+        "measured": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpu_model": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "versions": versions(),
+    }
+
+
+def docker_ok() -> bool:
+    """Whether a Docker engine answers (stage 04 is skipped, and says so, otherwise)."""
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "version"], capture_output=True, timeout=30).returncode == 0
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures, the ratios against stage 03 and the issue's goals (held or missed, by how much)."""
+    s = results["servers"]
+
+    def fig(server: str, load: str, key: str = "rps") -> float | None:
+        return s.get(server, {}).get("loads", {}).get(load, {}).get(key)
+
+    ours = "03 gunicorn"
+    table = {}
+    for name, entry in s.items():
+        if "loads" not in entry:
+            continue
+        kind = "v2" if name == "MLServer" else "predict"
+        table[name] = {
+            "single_rps@1": fig(name, f"{kind}_1@1"),
+            "single_rps@8": fig(name, f"{kind}_1@8"),
+            "v2_single_rps@8": fig(name, "v2_1@8"),
+            "batch_rows_per_s@8": fig(name, f"{kind}_1000@8", "rows_per_s"),
+            "v2_batch_rows_per_s@8": fig(name, "v2_1000@8", "rows_per_s"),
+        }
+    ratio = lambda a, b: round(a / b, 2) if a and b else None  # noqa: E731
+    for name, row in table.items():
+        row["stage03_over_this@8"] = ratio(table.get(ours, {}).get("single_rps@8"), row["single_rps@8"])
+    floor_rows = results["in_process_floor"]["batch_rows_per_s"]
+    o, f, m = table.get(ours, {}), table.get("FastAPI + uvicorn", {}), table.get("MLServer", {})
+    goals = {
+        "stage03 >= FastAPI on single rows @8": ratio(o.get("single_rps@8"), f.get("single_rps@8")),
+        "stage03 >= FastAPI on single rows @1": ratio(o.get("single_rps@1"), f.get("single_rps@1")),
+        "stage03 >= MLServer, V2 single row @1": ratio(fig(ours, "v2_1@1"), m.get("single_rps@1")),
+        "stage03 >= MLServer, V2 single row @8": ratio(o.get("v2_single_rps@8"), m.get("single_rps@8")),
+        "stage03 >= MLServer, V2 batch": ratio(o.get("v2_batch_rows_per_s@8"), m.get("batch_rows_per_s@8")),
+        "stage03 batch >= 2x FastAPI": ratio(o.get("batch_rows_per_s@8"), f.get("batch_rows_per_s@8")),
+        "stage03 batch >= 0.75 x in-process rows/s x workers": ratio(o.get("batch_rows_per_s@8"), floor_rows * WORKERS),
+    }
+    targets = {k: (2.0 if "2x" in k else 0.75 if "0.75" in k else 1.0) for k in goals}
+    return {
+        "table": table,
+        "goals": {
+            k: {"ratio": v, "target": targets[k], "held": v is not None and v >= targets[k],
+                "missed_by": None if v is None or v >= targets[k] else round(1 - v / targets[k], 3)}
+            for k, v in goals.items()
+        },  # fmt: skip
+    }
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    """One point: single-row requests/s at 8 connections, per server, against the in-process floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = results["summary"]["table"]
+    names = [n for n in table if table[n]["single_rps@8"]]
+    values = [table[n]["single_rps@8"] for n in names]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    colors = ["tab:blue" if n.startswith("0") else "tab:gray" if n.startswith("ceiling") else "tab:orange" for n in names]
+    ax.barh(names, values, color=colors)
+    floor = results["in_process_floor"]["single_calls_per_s"] * WORKERS
+    ax.axvline(floor, color="black", linestyle="--", label=f"in-process floor x {WORKERS} cores")
+    ax.set_xlabel("single-row requests/s at 8 connections (wrk)")
+    ax.set_title("Per-request overhead decides single-row throughput")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+@contextmanager
+def started(server: Server):
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="wrk duration of each load (default 8)")
+    parser.add_argument("--smoke", action="store_true", help="one second per load, no Docker, no costs, no plot")
+    parser.add_argument("--port", type=int, default=8110, help="first port to try (8100-8199)")
+    parser.add_argument("--only", nargs="*", help="run only servers whose name contains one of these")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench.json")
+    args = parser.parse_args(argv)
+    seconds = 1.0 if args.smoke else args.seconds
+    results: dict[str, Any] = {"environment": environment(), "seconds_per_load": seconds, "workers": WORKERS,
+                               "smoke": args.smoke, "servers": {}}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        model = work / "iris.joblib"
+        subprocess.run([str(STAGE_VENV / "python"), str(ROOT / "01_model_py" / "model.py"), "train", "--model",
+                        str(model)], check=True, capture_output=True, timeout=120)  # fmt: skip
+        bodies = {}
+        for name, (kind, rows) in REQUESTS.items():
+            bodies[name] = work / f"{name}.json"
+            bodies[name].write_text(json.dumps(body(kind, rows)))
+        print(f"in-process floor ({seconds:g} s each)...", flush=True)
+        results["in_process_floor"] = floor(model, min(seconds, 3.0))
+        with_docker = not args.smoke and docker_ok()
+        if not with_docker:
+            results["servers"]["04 container"] = {"skipped": "smoke run" if args.smoke else "no Docker engine"}
+        for server in servers(model, work, args.port, with_docker):
+            if args.only and not any(o in server.name for o in args.only):
+                continue
+            print(f"{server.name}:", flush=True)
+            with started(server):
+                loads = measure(server, bodies, seconds)
+            results["servers"][server.name] = {"loads": loads}
+    if not args.smoke:
+        results["costs"] = costs()
+    results["summary"] = summarise(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.smoke:
+        plot(results, args.out.with_suffix(".png"))
+    for goal, held in results["summary"]["goals"].items():
+        print(f"{goal:55} ratio {held['ratio']} (target {held['target']}): {'held' if held['held'] else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
