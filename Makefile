@@ -172,6 +172,9 @@ $(BENCH_STAMP): bench/requirements.lock
 	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.lock
 	touch $@
 
+.PHONY: bench-venv
+bench-venv: $(BENCH_STAMP) ## create .venv-bench from bench/requirements.lock (the peers and the profiler only)
+
 .PHONY: bench
 bench: $(STAMP) $(BENCH_STAMP) ## stages 02-04 vs FastAPI + uvicorn and MLServer, one run, wrk: results/bench.json (~5 min)
 	@bash scripts/build_base_image.sh >/dev/null 2>&1 || true
