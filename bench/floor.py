@@ -2,8 +2,9 @@
 
 Run by bench/run.py with the stages' own interpreter (.venv), so the floor
 uses exactly the packages the servers use. Prints one JSON line:
-calls/s for one row, rows/s for a 1,000-row batch, and the CPU time of one
-single-row call (validate + predict) in microseconds.
+calls/s for one row, rows/s for a 1,000-row batch (also with the JSON
+decode and encode a server adds), and the CPU time of one single-row call
+(validate + predict) in microseconds.
 
     PYTHONPATH=01_model_py .venv/bin/python bench/floor.py MODEL_PATH SECONDS
 """
@@ -36,10 +37,19 @@ def main(model_path: str, seconds: float) -> dict:
     batch = row * 1000
     calls, wall, cpu = _rate(lambda: loaded.predict(iris.validate_rows(row)), seconds)
     batches, bwall, _ = _rate(lambda: loaded.predict(iris.validate_rows(batch)), seconds)
+    # The same with the JSON a server must also decode and encode (sorted keys, as Flask's jsonify).
+    text = json.dumps({"instances": batch})
+
+    def with_json() -> str:
+        rows = json.loads(text)["instances"]
+        return json.dumps({"predictions": loaded.predict(iris.validate_rows(rows))}, sort_keys=True)
+
+    json_batches, jwall, _ = _rate(with_json, seconds)
     return {
         "single_calls_per_s": round(calls / wall, 1),
         "single_cpu_us": round(cpu / calls * 1e6, 1),
         "batch_rows_per_s": round(batches * 1000 / bwall, 1),
+        "batch_rows_per_s_with_json": round(json_batches * 1000 / jwall, 1),
         "calls": calls,
         "batches": batches,
     }

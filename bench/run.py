@@ -19,7 +19,7 @@ infer. Figures: requests/s, rows/s, p50/p99, the server's CPU per request and
 wrk's own CPU. Results go to results/bench.json with the machine they ran on,
 and a plot to results/bench.png.
 
-    .venv-bench/bin/python -m bench.run                   # the full run (~4 min)
+    .venv-bench/bin/python -m bench.run                   # the full run: 3 rounds, ~6 min
     .venv-bench/bin/python -m bench.run --smoke OUT.json  # a second per load, for the tests
 
 Ports: 8100-8199 on 127.0.0.1 only. Every load is bounded by wrk's duration.
@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
@@ -284,33 +285,49 @@ def run_wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict
     return result
 
 
-def measure(server: Server, bodies: dict[str, Path], seconds: float, smoke: bool = False) -> dict[str, Any]:
-    """Every load this server supports: single row at 1 and 8 connections, a batch at 8.
+def plan(server: Server, smoke: bool = False) -> list[tuple[str, str, int, int]]:
+    """The loads a server gets: (request name, route kind, rows, connections).
 
-    ``smoke`` keeps only the server's own route (V2 for MLServer, /predict for the others).
+    A single row at 1 and 8 connections and a batch at 8, on each route the
+    server has; ``smoke`` keeps only its own route (V2 for MLServer, /predict
+    for the others). Ceilings get single rows only.
     """
-    loads = {}
+    loads = []
     for name, (kind, rows) in REQUESTS.items():
         if kind not in server.kinds or (server.name.startswith("ceiling") and rows != 1):
             continue
         if smoke and kind != server.kinds[0]:
             continue
-        check_answer(server, kind, rows) if not server.name.startswith("ceiling") else None
-        for connections in (1, 8) if rows == 1 else (8,):
-            pids = server.pids()
-            cpu_before = cpu_seconds(pids)
-            result = run_wrk(server.url(kind), bodies[name], connections, seconds)
-            used = cpu_seconds(pids) - cpu_before
-            result.update(connections=connections, rows_per_request=rows)
-            result["rows_per_s"] = round(result["rps"] * rows, 1)
-            errors = sum(result.get("errors", {}).values())
-            result["error_count"] = errors
-            if result["requests"]:
-                result["server_cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
-            loads[f"{name}@{connections}"] = result
-            print(f"  {server.name:32} {name:13} c={connections}: {result['rps']:9.1f} req/s "
-                  f"p50 {result.get('latency_ms', {}).get('p50', 0):7.2f} ms, errors {errors}", flush=True)  # fmt: skip
+        loads += [(name, kind, rows, c) for c in ((1, 8) if rows == 1 else (8,))]
     return loads
+
+
+def measure_once(server: Server, name: str, kind: str, rows: int, connections: int, body_file: Path,
+                 seconds: float) -> dict[str, Any]:  # fmt: skip
+    """One wrk load on one server, with the server's CPU time per request."""
+    pids = server.pids()
+    cpu_before = cpu_seconds(pids)
+    result = run_wrk(server.url(kind), body_file, connections, seconds)
+    used = cpu_seconds(pids) - cpu_before
+    result.update(connections=connections, rows_per_request=rows)
+    result["rows_per_s"] = round(result["rps"] * rows, 1)
+    result["error_count"] = sum(result.get("errors", {}).values())
+    if result["requests"]:
+        result["server_cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
+    p50 = result.get("latency_ms", {}).get("p50", 0)
+    print(f"  {server.name:32} {name:13} c={connections}: {result['rps']:9.1f} req/s p50 {p50:7.2f} ms, "
+          f"errors {result['error_count']}", flush=True)  # fmt: skip
+    return result
+
+
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median requests/s, with every round's requests/s beside it."""
+    ordered = sorted(rounds, key=lambda r: r["rps"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["rps_each_round"] = [r["rps"] for r in rounds]
+    chosen["requests"] = sum(r["requests"] for r in rounds)
+    chosen["error_count"] = sum(r["error_count"] for r in rounds)
+    return chosen
 
 
 def floor(model: Path, seconds: float) -> dict[str, Any]:
@@ -486,7 +503,10 @@ def started(server: Server):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="wrk duration of each load (default 8)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="wrk duration of each load (default 4)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds over every server; the median is kept (default 3)"
+    )
     parser.add_argument("--smoke", action="store_true", help="one second per load, no Docker, no costs, no plot")
     parser.add_argument("--port", type=int, default=8110, help="first port to try (8100-8199)")
     parser.add_argument("--only", nargs="*", help="run only servers whose name contains one of these")
@@ -504,18 +524,36 @@ def main(argv: list[str] | None = None) -> int:
         for name, (kind, rows) in REQUESTS.items():
             bodies[name] = work / f"{name}.json"
             bodies[name].write_text(json.dumps(body(kind, rows)))
-        print(f"in-process floor ({seconds:g} s each)...", flush=True)
-        results["in_process_floor"] = floor(model, min(seconds, 3.0))
         with_docker = not args.smoke and docker_ok()
         if not with_docker:
             results["servers"]["04 container"] = {"skipped": "smoke run" if args.smoke else "no Docker engine"}
-        for server in servers(model, work, args.port, with_docker):
-            if args.only and not any(o in server.name for o in args.only):
-                continue
-            print(f"{server.name}:", flush=True)
-            with started(server):
-                loads = measure(server, bodies, seconds, args.smoke)
-            results["servers"][server.name] = {"loads": loads}
+        chosen = [x for x in servers(model, work, args.port, with_docker)
+                  if not args.only or any(o in x.name for o in args.only)]  # fmt: skip
+        rounds = 1 if args.smoke else args.rounds
+        measured: dict[str, dict[str, list]] = {x.name: {} for x in chosen}
+        floors = []
+        with ExitStack() as stack:
+            # Every server up at once, then rounds that visit each in turn (the order rotating):
+            # on a shared machine, background load then falls on every server alike.
+            for server in chosen:
+                print(f"starting {server.name}", flush=True)
+                stack.enter_context(started(server))
+                for kind, rows in REQUESTS.values():
+                    if kind in server.kinds and not server.name.startswith("ceiling"):
+                        check_answer(server, kind, rows)
+            for round_no in range(rounds):
+                print(f"round {round_no + 1}/{rounds}: in-process floor", flush=True)
+                floors.append(floor(model, min(seconds, 2.0)))
+                for server in chosen[round_no % len(chosen) :] + chosen[: round_no % len(chosen)]:
+                    for name, kind, rows, connections in plan(server, args.smoke):
+                        result = measure_once(server, name, kind, rows, connections, bodies[name], seconds)
+                        measured[server.name].setdefault(f"{name}@{connections}", []).append(result)
+        for name, loads in measured.items():
+            results["servers"][name] = {"loads": {k: median_round(v) for k, v in loads.items()}}
+        results["rounds"] = rounds
+        results["in_process_floor"] = {
+            k: sorted(f[k] for f in floors)[(len(floors) - 1) // 2] for k in floors[0] if k not in ("calls", "batches")
+        }
     if not args.smoke:
         results["costs"] = costs()
     results["summary"] = summarise(results)
