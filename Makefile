@@ -176,8 +176,9 @@ $(BENCH_STAMP): bench/requirements.lock
 bench-venv: $(BENCH_STAMP) ## create .venv-bench from bench/requirements.lock (the peers and the profiler only)
 
 .PHONY: bench
-bench: $(STAMP) $(BENCH_STAMP) ## stages 02-04 vs FastAPI + uvicorn and MLServer, one run, wrk: results/bench.json (~5 min)
+bench: $(STAMP) $(BENCH_STAMP) ## stages 02-04 vs FastAPI + uvicorn and MLServer, one run, wrk: results/bench.json + .png (~8 min)
 	@bash scripts/build_base_image.sh >/dev/null 2>&1 || true
+	$(BENCH_VENV)/bin/python -m bench.profile
 	$(BENCH_VENV)/bin/python -m bench.run
 
 .PHONY: bench-smoke

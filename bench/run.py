@@ -75,15 +75,21 @@ def body(kind: str, rows: int) -> dict[str, Any]:
     return {"inputs": [{"name": "input-0", "shape": [rows, 4], "datatype": "FP64", "data": values * rows}]}
 
 
+_TAKEN: set[int] = set()  # ports handed out by this run (not yet listening, so bind() cannot tell)
+
+
 def free_port(start: int) -> int:
-    """The first port from ``start`` in 8100-8199 that nothing on loopback listens on."""
+    """The first port from ``start`` in 8100-8199 that nothing listens on and this run has not handed out."""
     for port in range(start, PORTS.stop):
+        if port in _TAKEN:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind((LOOPBACK, port))
             except OSError:
                 continue
-            return port
+        _TAKEN.add(port)
+        return port
     raise RuntimeError(f"no free port in {start}-{PORTS.stop - 1}")
 
 
@@ -179,7 +185,10 @@ class DockerServer(Server):
 
     def start(self, timeout: float = 90) -> None:
         subprocess.run(["docker", "rm", "--force", self.container], capture_output=True, timeout=60)
-        subprocess.run(self.command, check=True, capture_output=True, timeout=120)
+        run = subprocess.run(self.command, capture_output=True, text=True, timeout=120)
+        if run.returncode != 0:
+            self.stop()  # a failed run can leave a created container behind
+            raise RuntimeError(f"{self.name}: docker run failed: {run.stderr.strip()[-1000:]}")
         running = lambda: "true" in self._inspect("{{.State.Running}}")  # noqa: E731
         try:
             wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=running)
@@ -467,6 +476,53 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def explain(results: dict[str, Any], profile: dict[str, Any] | None) -> dict[str, str]:
+    """Why each missed goal is missed, in figures from this run and from the py-spy profile (bench/profile.py)."""
+    goals, table = results["summary"]["goals"], results["summary"]["table"]
+    floor = results["in_process_floor"]
+    why: dict[str, str] = {}
+    if profile:
+        layers = profile["layers_us_per_request"]
+        total = profile["server_cpu_us_per_request"]
+
+        def us(prefix: str) -> float:
+            return sum(v for k, v in layers.items() if k.startswith(prefix))
+
+        ours = us("app.py") + us("model.py") + us("JSON")
+        stack = (
+            f"py-spy on a stage-03 worker under single-row load: of {total:.0f} us of server CPU a request, "
+            f"gunicorn's sync worker takes {us('gunicorn'):.0f} us (accept, parse, headers and body in two "
+            f"sendall calls, then close_graceful waiting for the client's FIN: a sync worker closes every "
+            f"connection, no keep-alive), its access log {us('access log'):.0f} us, Flask + Werkzeug "
+            f"{us('Flask'):.0f} us, scikit-learn's per-call checks and predict_proba {us('scikit-learn'):.0f} us; "
+            f"our app.py, model.py and JSON {ours:.0f} us. uvicorn keeps connections alive and parses HTTP in C "
+            f"(httptools). The keep-alive fix is gunicorn's gthread worker, which stage 03 does not take: it "
+            f"heartbeats from its main loop, so a hung request is never timed out (tests/test_wsgi.py)."
+        )
+    else:
+        stack = "run `make bench-profile` for the profile"
+    for goal, held in goals.items():
+        if held["held"] or held["ratio"] is None:
+            continue
+        if "single row" in goal and "FastAPI" in goal:
+            why[goal] = f"missed by {held['missed_by']:.0%}. " + stack
+        elif "single row" in goal:
+            why[goal] = f"missed by {held['missed_by']:.0%}. " + stack
+        elif "0.75" in goal:
+            with_json = floor["batch_rows_per_s_with_json"]
+            why[goal] = (
+                f"missed by {held['missed_by']:.0%}. The floor has no HTTP and no JSON: validate + predict does "
+                f"{floor['batch_rows_per_s']:,.0f} rows/s on one core, but decoding the 1,000 request rows and "
+                f"encoding the 1,000 answers (sorted keys, as jsonify) brings it to {with_json:,.0f} rows/s; "
+                f"stage 03's {table['03 gunicorn']['batch_rows_per_s@8']:,.0f} rows/s on {WORKERS} workers is "
+                f"{table['03 gunicorn']['batch_rows_per_s@8'] / (with_json * WORKERS):.2f} x that JSON floor x "
+                f"workers. JSON, not the model, bounds a batch."
+            )
+        else:
+            why[goal] = f"missed by {held['missed_by']:.0%}."
+    return why
+
+
 def plot(results: dict[str, Any], out: Path) -> None:
     """One point: single-row requests/s at 8 connections, per server, against the in-process floor."""
     import matplotlib
@@ -511,7 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8110, help="first port to try (8100-8199)")
     parser.add_argument("--only", nargs="*", help="run only servers whose name contains one of these")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench.json")
+    parser.add_argument("--summarise", action="store_true", help="only recompute the summary and plot of --out")
     args = parser.parse_args(argv)
+    if args.summarise:
+        results = json.loads(args.out.read_text())
+        return report(results, args)
     seconds = 1.0 if args.smoke else args.seconds
     results: dict[str, Any] = {"environment": environment(), "seconds_per_load": seconds, "workers": WORKERS,
                                "smoke": args.smoke, "servers": {}}  # fmt: skip
@@ -556,7 +616,40 @@ def main(argv: list[str] | None = None) -> int:
         }
     if not args.smoke:
         results["costs"] = costs()
+    return report(results, args)
+
+
+def before_after(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Stage 03 and FastAPI before and after the model.py fix (bulk validation and labels)."""
+
+    def figures(run: dict[str, Any]) -> dict[str, Any]:
+        table = run["summary"]["table"]
+        keys = ("single_rps@8", "batch_rows_per_s@8", "v2_batch_rows_per_s@8")
+        found = {f"{server}: {k}": table[server][k] for server in ("03 gunicorn", "FastAPI + uvicorn") for k in keys}
+        found["in-process floor: batch rows/s"] = run["in_process_floor"]["batch_rows_per_s"]
+        found["in-process floor: single calls/s"] = run["in_process_floor"]["single_calls_per_s"]
+        return found
+
+    b, a = figures(before), figures(after)
+    return {
+        "how": "bench/run.py --only '03 gunicorn' FastAPI with model.py of the commit before the fix, "
+        "same rounds and seconds, right after the full run (results/bench-before-fix.json)",
+        "before": b,
+        "after": a,
+        "after_over_before": {k: round(a[k] / b[k], 2) if a[k] and b[k] else None for k in b},
+    }
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> int:
+    """Summary, goals and why they are missed; results/bench.json and the plot."""
     results["summary"] = summarise(results)
+    profile_file = ROOT / "results" / "profile-03.json"
+    if not args.smoke and profile_file.exists():
+        results["profile"] = json.loads(profile_file.read_text())
+    results["summary"]["why_missed"] = explain(results, results.get("profile"))
+    before_file = ROOT / "results" / "bench-before-fix.json"
+    if not args.smoke and before_file.exists():
+        results["fix_before_after"] = before_after(json.loads(before_file.read_text()), results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     if not args.smoke:
