@@ -52,6 +52,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 STAGE_VENV = ROOT / ".venv" / "bin"  # the stages' packages, as a reader installs them
 BENCH_VENV = Path(sys.executable).parent  # the peers' packages (.venv-bench)
+# The stage folders served (default: this checkout). bench/fix_before_after.sh points it at the
+# stage folders of an older commit, to measure a fix with the same benchmark code.
+STAGES = Path(os.environ.get("BENCH_STAGES_ROOT") or ROOT)
 LOOPBACK = "127.0.0.1"
 PORTS = range(8100, 8200)  # ours; other engineers use 8000 and 8200-8299
 WORKERS = 2  # every multi-process server gets the same count: one per core here
@@ -222,15 +225,15 @@ def servers(model: Path, workdir: Path, port: int, with_docker: bool) -> list[Se
 
     add("02 Flask dev server", ("predict", "v2"),
         [str(STAGE_VENV / "flask"), "--app", "app:create_app()", "run", "--host", LOOPBACK, "--port", "{port}"],
-        ROOT / "02_rest_api", model_env)  # fmt: skip
+        STAGES / "02_rest_api", model_env)  # fmt: skip
     add("03 gunicorn", ("predict", "v2"), [str(STAGE_VENV / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"],
-        ROOT / "03_wsgi", gunicorn_env)  # fmt: skip
+        STAGES / "03_wsgi", gunicorn_env)  # fmt: skip
     if with_docker:
         found.append(DockerServer("04 container", stage4_image(), free_port(next(ports))))
     add("FastAPI + uvicorn", ("predict", "v2"),
         [str(BENCH_VENV / "uvicorn"), "--host", LOOPBACK, "--port", "{port}", "--workers", str(WORKERS),
          "bench.peers.fastapi_app:app"],
-        ROOT, {**model_env, "PYTHONPATH": str(ROOT / "01_model_py")})  # fmt: skip
+        ROOT, {**model_env, "PYTHONPATH": str(STAGES / "01_model_py")})  # fmt: skip
     http, grpc, metrics = (free_port(next(ports)) for _ in range(3))
     settings = mlserver_folder(workdir / "mlserver", model, http, grpc, metrics)
     found.append(Server("MLServer", ("v2",), [str(BENCH_VENV / "mlserver"), "start", str(settings)], settings,
@@ -344,7 +347,7 @@ def floor(model: Path, seconds: float) -> dict[str, Any]:
     out = subprocess.run(
         [str(STAGE_VENV / "python"), str(BENCH / "floor.py"), str(model), str(seconds)],
         capture_output=True, text=True, check=True, timeout=seconds * 2 + 120,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "01_model_py")},
+        env={**os.environ, "PYTHONPATH": str(STAGES / "01_model_py")},
     )  # fmt: skip
     return json.loads(out.stdout)
 
@@ -573,19 +576,21 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(args.out.read_text())
         return report(results, args)
     seconds = 1.0 if args.smoke else args.seconds
-    results: dict[str, Any] = {"environment": environment(), "seconds_per_load": seconds, "workers": WORKERS,
-                               "smoke": args.smoke, "servers": {}}  # fmt: skip
+    results: dict[str, Any] = {"environment": environment(), "stages_from": str(STAGES),
+                               "seconds_per_load": seconds, "workers": WORKERS, "smoke": args.smoke,
+                               "servers": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         model = work / "iris.joblib"
-        subprocess.run([str(STAGE_VENV / "python"), str(ROOT / "01_model_py" / "model.py"), "train", "--model",
+        subprocess.run([str(STAGE_VENV / "python"), str(STAGES / "01_model_py" / "model.py"), "train", "--model",
                         str(model)], check=True, capture_output=True, timeout=120)  # fmt: skip
         bodies = {}
         for name, (kind, rows) in REQUESTS.items():
             bodies[name] = work / f"{name}.json"
             bodies[name].write_text(json.dumps(body(kind, rows)))
-        with_docker = not args.smoke and docker_ok()
-        if not with_docker:
+        wanted = lambda name: not args.only or any(o in name for o in args.only)  # noqa: E731
+        with_docker = not args.smoke and wanted("04 container") and docker_ok()
+        if not with_docker and wanted("04 container"):
             results["servers"]["04 container"] = {"skipped": "smoke run" if args.smoke else "no Docker engine"}
         chosen = [x for x in servers(model, work, args.port, with_docker)
                   if not args.only or any(o in x.name for o in args.only)]  # fmt: skip
@@ -632,8 +637,9 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
 
     b, a = figures(before), figures(after)
     return {
-        "how": "bench/run.py --only '03 gunicorn' FastAPI with model.py of the commit before the fix, "
-        "same rounds and seconds, right after the full run (results/bench-before-fix.json)",
+        "how": "bench/fix_before_after.sh: stage 03, FastAPI and the floor with the stage folders of the commit "
+        "before the fix, then of this checkout, back to back, same rounds and seconds "
+        "(results/bench-before-fix.json, results/bench-after-fix.json)",
         "before": b,
         "after": a,
         "after_over_before": {k: round(a[k] / b[k], 2) if a[k] and b[k] else None for k in b},
@@ -644,15 +650,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     """Summary, goals and why they are missed; results/bench.json and the plot."""
     results["summary"] = summarise(results)
     profile_file = ROOT / "results" / "profile-03.json"
-    if not args.smoke and profile_file.exists():
+    if not args.smoke and not args.only and profile_file.exists():
         results["profile"] = json.loads(profile_file.read_text())
     results["summary"]["why_missed"] = explain(results, results.get("profile"))
-    before_file = ROOT / "results" / "bench-before-fix.json"
-    if not args.smoke and before_file.exists():
-        results["fix_before_after"] = before_after(json.loads(before_file.read_text()), results)
+    before_file, after_file = ROOT / "results" / "bench-before-fix.json", ROOT / "results" / "bench-after-fix.json"
+    if not args.smoke and before_file.exists() and after_file.exists() and args.out.name == "bench.json":
+        before, after = (json.loads(f.read_text()) for f in (before_file, after_file))
+        results["fix_before_after"] = before_after(before, after)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    if not args.smoke:
+    if not args.smoke and not args.only:
         plot(results, args.out.with_suffix(".png"))
     for goal, held in results["summary"]["goals"].items():
         print(f"{goal:55} ratio {held['ratio']} (target {held['target']}): {'held' if held['held'] else 'MISSED'}")
