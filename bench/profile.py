@@ -104,8 +104,7 @@ def profile(seconds: float, extra_env: dict[str, str], port: int, idle: bool = F
                 time.sleep(0.1)
             worker = tree(server.pid)[1]
             raw = work / "worker.txt"
-            pids = tree(server.pid)
-            cpu0 = cpu_seconds(pids)
+            cpu0 = cpu_seconds(tree(server.pid))
             spy_args = ["record", "--pid", str(worker), "--nonblocking", "--rate", "250",
                         "--duration", str(int(seconds) - 1), "--format", "raw", "--output", str(raw)]  # fmt: skip
             spy = subprocess.Popen(

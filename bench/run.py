@@ -126,14 +126,18 @@ def tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (ended ones count 0)."""
+    """User + system CPU time of these processes so far, with that of the children they reaped.
+
+    Pass a whole live tree (``tree(root)``): a worker that exited (a gunicorn
+    recycle) still counts, through its parent's cutime and cstime.
+    """
     total = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -317,10 +321,9 @@ def plan(server: Server, smoke: bool = False) -> list[tuple[str, str, int, int]]
 def measure_once(server: Server, name: str, kind: str, rows: int, connections: int, body_file: Path,
                  seconds: float) -> dict[str, Any]:  # fmt: skip
     """One wrk load on one server, with the server's CPU time per request."""
-    pids = server.pids()
-    cpu_before = cpu_seconds(pids)
+    cpu_before = cpu_seconds(server.pids())
     result = run_wrk(server.url(kind), body_file, connections, seconds)
-    used = cpu_seconds(pids) - cpu_before
+    used = cpu_seconds(server.pids()) - cpu_before  # the tree as it is now: workers may have been replaced
     result.update(connections=connections, rows_per_request=rows)
     result["rows_per_s"] = round(result["rps"] * rows, 1)
     result["error_count"] = sum(result.get("errors", {}).values())
