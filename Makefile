@@ -186,7 +186,7 @@ bench-smoke: $(STAMP) $(BENCH_STAMP) ## the benchmark at one second a load, no D
 	$(BENCH_VENV)/bin/python -m bench.run --smoke --out build/bench-smoke.json
 
 .PHONY: bench-profile
-bench-profile: $(STAMP) $(BENCH_STAMP) ## py-spy on a stage-03 worker under wrk load: results/profile-03.txt
+bench-profile: $(STAMP) $(BENCH_STAMP) ## py-spy on a stage-03 worker under wrk load: where its CPU goes, results/profile-03.json
 	$(BENCH_VENV)/bin/python -m bench.profile
 
 .PHONY: bench-lock
