@@ -184,6 +184,39 @@ sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that 
 	[ -d $(STAGE_5) ] && cp $(STAGE_4)/Dockerfile $(STAGE_4)/proxy.Dockerfile $(STAGE_4)/.dockerignore \
 	  $(STAGE_4)/requirements.txt $(STAGE_5)/; true
 
+# The benchmark against the peers (FastAPI + uvicorn, MLServer) runs from its own
+# venv, from bench/requirements.lock: the stages keep only the user's packages.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-from-lock
+
+$(BENCH_STAMP): bench/requirements.lock
+	$(PYTHON_SYSTEM) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.lock
+	touch $@
+
+.PHONY: bench-venv
+bench-venv: $(BENCH_STAMP) ## create .venv-bench from bench/requirements.lock (the peers and the profiler only)
+
+.PHONY: bench
+bench: $(STAMP) $(BENCH_STAMP) ## stages 02-04 vs FastAPI + uvicorn and MLServer, one run, wrk: results/bench.json + .png (minutes)
+	@bash scripts/build_base_image.sh >/dev/null 2>&1 || true
+	$(BENCH_VENV)/bin/python -m bench.profile
+	$(BENCH_VENV)/bin/python -m bench.run
+
+.PHONY: bench-smoke
+bench-smoke: $(STAMP) $(BENCH_STAMP) ## the benchmark at one second a load, no Docker (what tests/test_bench.py runs)
+	$(BENCH_VENV)/bin/python -m bench.run --smoke --out build/bench-smoke.json
+
+.PHONY: bench-profile
+bench-profile: $(STAMP) $(BENCH_STAMP) ## py-spy on a stage-03 worker under wrk load: where its CPU goes, results/profile-03.json
+	$(BENCH_VENV)/bin/python -m bench.profile
+
+.PHONY: bench-lock
+bench-lock: $(BENCH_STAMP) ## re-resolve bench/requirements.lock from bench/requirements.in (needs pip-tools)
+	$(BENCH_VENV)/bin/pip install --quiet pip-tools==7.6.2
+	cd bench && ../$(BENCH_VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock requirements.in
+
 .PHONY: golden
 golden: $(STAMP) ## regenerate tests/golden_predictions.json from a fresh version-1 model
 	$(PY) tests/make_golden.py

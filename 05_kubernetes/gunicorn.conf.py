@@ -60,10 +60,15 @@ timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
 
 # GUNICORN_MAX_REQUESTS: recycle a worker after this many requests, a safety net
-# against slow memory leaks; the jitter staggers restarts so the workers never
-# all recycle together. 0 disables it.
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 10000)
-max_requests_jitter = max_requests // 10
+# against slow memory leaks. A recycle is not free: the new worker imports
+# scikit-learn and loads the model (about 2 s of CPU) and serves nothing
+# meanwhile, and workers sharing the load evenly reach the limit together. At
+# 10,000 a busy server rebooted every worker every few seconds, sometimes all
+# at once (make bench-profile counts the boots). So the limit is large, a net
+# only, and the jitter (half the limit) keeps workers from recycling together.
+# Range: 0 (off, gunicorn's default) to millions.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 1_000_000)
+max_requests_jitter = max_requests // 2
 
 # --- Loading the app -----------------------------------------------------------
 # GUNICORN_PRELOAD=1 loads the app (and the model) once in the master before
