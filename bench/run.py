@@ -286,8 +286,8 @@ def run_wrk(url: str, body_file: Path, connections: int, seconds: float) -> dict
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-         "--timeout", "5s", "-s", str(BENCH / "wrk_body.lua"), url],
-        capture_output=True, text=True, timeout=seconds + 60, env={**os.environ, "BENCH_BODY": str(body_file)},
+         "--timeout", "5s", "-s", str(ROOT / "harness" / "wrk_predict.lua"), url],
+        capture_output=True, text=True, timeout=seconds + 60, env={**os.environ, "WRK_BODY": str(body_file)},
     )  # fmt: skip
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("WRK_JSON ")), None)

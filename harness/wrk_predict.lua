@@ -1,8 +1,16 @@
--- wrk script: POST one flower to /predict and print the figures as one JSON line.
--- Used by harness/load.py (run_wrk); any non-2xx answer counts as an error.
+-- wrk script: POST one flower to the URL (or the JSON in the file $WRK_BODY) and print
+-- the figures as one JSON line. Used by harness/load.py (run_wrk) and bench/run.py (every
+-- server gets the same bytes); any non-2xx answer counts as an error.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}'
+local body = os.getenv("WRK_BODY")
+if body then
+  local f = assert(io.open(body, "r"))
+  wrk.body = f:read("*a")
+  f:close()
+else
+  wrk.body = '{"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}'
+end
 
 function done(summary, latency, requests)
   local e = summary.errors
