@@ -31,6 +31,7 @@ from harness.layers import STAGES
 
 SPEC = importlib.util.spec_from_file_location("exercises_check", ROOT / "exercises" / "check.py")
 check_module = importlib.util.module_from_spec(SPEC)
+sys.modules[SPEC.name] = check_module  # dataclasses look their module up here
 SPEC.loader.exec_module(check_module)
 EXERCISES = check_module.EXERCISES
 BASE_IMAGE = "python:3.11-slim"
@@ -143,7 +144,7 @@ def agenda_rows(text: str, title: str) -> list[tuple[int, str, int]]:
     return rows
 
 
-@pytest.mark.parametrize("title, total", [("Half-day agenda", 240), ("Full-day agenda", 420)])
+@pytest.mark.parametrize("title, total", [("Half-day agenda", 240), ("Full-day agenda", 480)])
 def test_facilitators_agendas_add_up(title, total):
     text = (ROOT / "FACILITATORS.md").read_text()
     rows = agenda_rows(text, title)
