@@ -26,8 +26,11 @@ from pathlib import Path
 import pytest
 from conftest import require_docker
 
+from harness.container import docker
 from harness.layers import ROOT
 from harness.layers import STAGES
+from harness.layers import free_port
+from harness.load import wait_until
 
 SPEC = importlib.util.spec_from_file_location("exercises_check", ROOT / "exercises" / "check.py")
 check_module = importlib.util.module_from_spec(SPEC)
@@ -195,3 +198,66 @@ def test_stage05_solutions_render_and_validate_strictly_without_a_cluster(exerci
         assert not check_module.validation_problems(objects), (exercise.id, solved)
         rendered[solved] = objects
     assert rendered[False] != rendered[True], "the solution changes nothing the cluster would see"
+
+
+def test_facilitators_links_point_at_files_that_exist():
+    text = (ROOT / "FACILITATORS.md").read_text()
+    for target in re.findall(r"\]\(([^)#:]+)\)", text):
+        assert (ROOT / target).exists(), f"FACILITATORS.md links to missing {target}"
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_stage05_init_container_of_05_2_trains_version_2_under_the_pods_restrictions(stage4_image, tmp_path):
+    """05.2 without a cluster: its init container and server, run by Docker as the restricted pod would run them.
+
+    Read-only root, the pod's user, no capabilities, no privilege escalation,
+    /tmp as scratch (the pod's emptyDir), /models shared: version 2 comes out.
+    """
+    folder = check_module.scratch_copy("05.2", solved=True, parent=tmp_path)
+    pod = next(o for o in check_module.render(folder, stage4_image) if o["kind"] == "Deployment")["spec"]["template"]
+    (init,) = pod["spec"]["initContainers"]
+    user = pod["spec"]["securityContext"]["runAsUser"]
+    restricted = ["--read-only", "--user", f"{user}:{user}", "--cap-drop", "ALL"]
+    restricted += ["--security-opt", "no-new-privileges", "--tmpfs", "/tmp"]
+    volume = f"ex-models-{tmp_path.name[-8:].lower()}"
+    name = f"ex-05-2-{volume[-8:]}"
+    try:
+        docker("volume", "create", volume)
+        # An emptyDir is writable by the pod's user; a fresh Docker volume is root's: hand it over first.
+        docker(
+            "run",
+            "--rm",
+            "-v",
+            f"{volume}:/models",
+            "--user",
+            "0",
+            "--entrypoint",
+            "chown",
+            stage4_image,
+            f"{user}:{user}",
+            "/models",
+        )
+        trained = docker(
+            "run", "--rm", *restricted, "-v", f"{volume}:/models", "--entrypoint", init["command"][0],
+            stage4_image, *init["command"][1:], timeout=120, check=False,
+        )  # fmt: skip
+        assert trained.returncode == 0, trained.stderr[-800:]
+        port = free_port()
+        docker(
+            "run", "--detach", "--name", name, *restricted, "-v", f"{volume}:/models:ro",
+            "-e", "MODEL_PATH=/models/iris.joblib", "--publish", f"127.0.0.1:{port}:8000", stage4_image,
+        )  # fmt: skip
+        versions = []
+
+        def answers_version_2() -> bool:
+            try:
+                versions.append(check_module.post(f"http://127.0.0.1:{port}/predict", check_module.rows(1)).json())
+            except check_module.Fail:
+                return False
+            return versions[-1].get("model_version") == "2"
+
+        assert wait_until(answers_version_2, 60, interval=0.5), versions[-1:] or docker("logs", name).stderr[-800:]
+    finally:
+        docker("rm", "--force", name, check=False)
+        docker("volume", "rm", "--force", volume, check=False)
