@@ -69,10 +69,13 @@ def ran(request):
     rows: list[str] = []
     yield rows
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter and rows:
-        reporter.write_line("\nexercises checked in both directions (before: untouched copy, after: solution):")
-        for row in rows:
-            reporter.write_line("  " + row)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter and capture and rows:
+        with capture.global_and_fixture_disabled():  # a module fixture's teardown output is captured otherwise
+            reporter.write_line("")
+            reporter.write_line("exercises checked in both directions (before: untouched copy, after: solution):")
+            for row in rows:
+                reporter.write_line("  " + row)
 
 
 @pytest.mark.parametrize("exercise", [pytest.param(e, id=e.id, marks=marks(e)) for e in EXERCISES.values()])
