@@ -96,6 +96,13 @@ def test_check_fails_untouched_and_passes_after_the_reference_solution(exercise,
     code, output, after_s = run_check(exercise.id, "--dir", str(solved))
     after = one_line(output)
     assert code == 0 and after.startswith(f"PASS {exercise.id}"), after
+    if exercise.question:  # a wrong answer fails too: the check compares, it does not just find a file
+        answers = solved / "answers" / f"{exercise.id}.toml"
+        key, value = re.findall(r"^(\w+) = (.+)$", answers.read_text(), re.MULTILINE)[-1]
+        wrong = {"true": "false", "false": "true"}.get(value, '"wrong"')
+        answers.write_text(answers.read_text().replace(f"{key} = {value}", f"{key} = {wrong}"))
+        code, output, _ = run_check(exercise.id, "--dir", str(solved))
+        assert code == 1 and f"saw {key} = " in one_line(output), output
     ran.append(f"{exercise.id}  before {before_s:5.1f} s  after {after_s:5.1f} s  {before[:110]}")
     print(f"\n{exercise.id} before ({before_s:.1f} s): {before}\n{exercise.id} after ({after_s:.1f} s): {after}")
 
