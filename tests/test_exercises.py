@@ -207,7 +207,7 @@ def test_stage05_solutions_render_and_validate_strictly_without_a_cluster(exerci
     rendered = {}
     for solved in (False, True):
         folder = check_module.scratch_copy(exercise.id, solved=solved, parent=tmp_path)
-        objects = check_module.render(folder, "iris-serving:exercise")
+        objects = check_module.render(folder, {"server": "iris-serving:exercise", "proxy": "iris-proxy:ex"})
         assert not check_module.validation_problems(objects), (exercise.id, solved)
         rendered[solved] = objects
     assert rendered[False] != rendered[True], "the solution changes nothing the cluster would see"
@@ -228,7 +228,9 @@ def test_stage05_init_container_of_05_2_trains_version_2_under_the_pods_restrict
     /tmp as scratch (the pod's emptyDir), /models shared: version 2 comes out.
     """
     folder = check_module.scratch_copy("05.2", solved=True, parent=tmp_path)
-    pod = next(o for o in check_module.render(folder, stage4_image) if o["kind"] == "Deployment")["spec"]["template"]
+    pod = next(o for o in check_module.render(folder, {"server": stage4_image}) if o["kind"] == "Deployment")["spec"][
+        "template"
+    ]
     (init,) = pod["spec"]["initContainers"]
     user = pod["spec"]["securityContext"]["runAsUser"]
     restricted = ["--read-only", "--user", f"{user}:{user}", "--cap-drop", "ALL"]
