@@ -140,11 +140,23 @@ def test_every_question_has_a_blank_template_and_a_filled_in_reference(exercise)
 
 def test_exercises_md_lists_every_exercise_with_its_time_and_check():
     text = (ROOT / "EXERCISES.md").read_text()
-    listed = dict(re.findall(r"^### (\d\d\.\d) .*?\n\*\*(\d+) min\*\*", text, re.MULTILINE | re.DOTALL))
+    listed = dict(re.findall(r"^### (\d\d\.\d) .*?\n(?:<!-- .*? -->\n)?\*\*(\d+) min\*\*", text, re.MULTILINE))
     assert list(listed) == list(EXERCISES), "EXERCISES.md and exercises/check.py list different exercises"
     for exercise in EXERCISES.values():
         assert int(listed[exercise.id]) == exercise.minutes, exercise.id
         assert f"make check EX={exercise.id}" in text, exercise.id
+
+
+@pytest.mark.parametrize("path", check_module.DOCS, ids=lambda p: p.name)
+def test_figures_in_the_workshop_docs_are_rendered_from_the_catalogue(path):
+    text = path.read_text()
+    assert check_module.render_docs(text) == text, f"{path.name} is stale: python -m exercises.check --docs"
+
+
+def test_constants_the_exercises_name_are_in_the_checker():
+    text = (ROOT / "EXERCISES.md").read_text()
+    for name in re.findall(r"`([A-Z_]+)` \(in `exercises/check.py`\)", text):
+        assert hasattr(check_module, name), name
 
 
 def agenda_rows(text: str, title: str) -> list[tuple[int, str, int]]:
