@@ -226,3 +226,31 @@ lock: ## re-resolve requirements.lock from requirements.in (needs pip-tools)
 	$(PY) -m pip install --quiet pip-tools==7.6.2
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
 	  --output-file requirements.lock requirements.in
+
+# Workshop exercises (EXERCISES.md): each checks itself against the real layer.
+.PHONY: check
+check: $(STAMP) ## check a workshop exercise: make check EX=03.2 [DIR=your/copy] (one line: PASS or FAIL and why)
+	@$(PY) -m exercises.check $(EX) $(if $(DIR),--dir $(DIR)) || true
+
+.PHONY: solve
+solve: $(STAMP) ## apply an exercise's reference solution to a scratch copy and say where: make solve EX=03.2
+	@$(PY) -m exercises.check --solve $(EX) || true
+
+# For a room with no internet: everything a learner's machine would download.
+WORKSHOP_CACHE ?= build/workshop
+
+.PHONY: workshop-cache
+workshop-cache: $(STAMP) ## for a room with no internet: wheels, saved images, cluster binaries into build/workshop
+	mkdir -p $(WORKSHOP_CACHE)/wheels $(WORKSHOP_CACHE)/images
+	$(VENV)/bin/pip download --quiet --no-deps --dest $(WORKSHOP_CACHE)/wheels -r requirements.lock wheel==0.48.0
+	@if $(PY) -m harness.container check; then \
+	  bash scripts/build_base_image.sh && \
+	  IMAGE=$$($(PY) -m harness.container tag) && docker build --quiet --tag $$IMAGE $(STAGE_4) >/dev/null && \
+	  docker save --output $(WORKSHOP_CACHE)/images/iris-images.tar python:3.11-slim $$IMAGE && \
+	  echo "saved python:3.11-slim and $$IMAGE (docker load --input iris-images.tar)"; \
+	else echo "no Docker here: no images saved"; fi
+	@if [ -d $(HOME)/.cache/model-serving-layers ]; then \
+	  tar -C $(HOME)/.cache -czf $(WORKSHOP_CACHE)/local-cluster-cache.tar.gz model-serving-layers && \
+	  echo "saved the local cluster's binaries (~/.cache/model-serving-layers)"; \
+	else echo "no local cluster binaries in ~/.cache/model-serving-layers (make cluster-build first)"; fi
+	@du -sh $(WORKSHOP_CACHE)/* | sed 's/^/  /'

@@ -1,0 +1,290 @@
+"""The workshop exercises check themselves, in both directions.
+
+For every exercise in exercises/check.py: its check FAILS on an untouched
+scratch copy of the stage folder and PASSES once the reference solution
+(exercises/solutions/<id>.patch) is applied to another scratch copy, so no
+check can pass vacuously. The checks run exactly as a learner runs them
+(`python -m exercises.check ID --dir COPY`), so each prints one line and never
+a traceback. Stage-04 ones need Docker, stage-05 ones the cluster (and apply
+to it, then restore it): marked, and skipped with a reason or, in CI, required.
+
+The catalogue tests keep EXERCISES.md and FACILITATORS.md honest: every
+exercise listed with its time, and agendas whose timings add up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import require_docker
+
+from harness.container import docker
+from harness.layers import ROOT
+from harness.layers import STAGES
+from harness.layers import free_port
+from harness.load import wait_until
+
+SPEC = importlib.util.spec_from_file_location("exercises_check", ROOT / "exercises" / "check.py")
+check_module = importlib.util.module_from_spec(SPEC)
+sys.modules[SPEC.name] = check_module  # dataclasses look their module up here
+SPEC.loader.exec_module(check_module)
+EXERCISES = check_module.EXERCISES
+BASE_IMAGE = "python:3.11-slim"
+
+
+def run_check(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    """`python -m exercises.check ARGS` from the repository root: exit code, output, seconds."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "exercises.check", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
+
+
+def one_line(output: str) -> str:
+    """The single line a check prints; anything more (a traceback) fails the test."""
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in output, f"expected one line, got:\n{output}"
+    return lines[0]
+
+
+def marks(exercise) -> list:
+    """Every check runs a real layer for seconds: slow; plus docker or cluster for what it needs."""
+    extra = {"docker": [pytest.mark.docker], "cluster": [pytest.mark.cluster]}.get(exercise.needs, [])
+    return [pytest.mark.slow, *extra]
+
+
+@pytest.fixture(scope="module")
+def ran(request):
+    """Collects what each both-directions test saw; printed as one table at the end of the module."""
+    rows: list[str] = []
+    yield rows
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter and capture and rows:
+        with capture.global_and_fixture_disabled():  # a module fixture's teardown output is captured otherwise
+            reporter.write_line("")
+            reporter.write_line("exercises checked in both directions (before: untouched copy, after: solution):")
+            for row in rows:
+                reporter.write_line("  " + row)
+
+
+@pytest.mark.parametrize("exercise", [pytest.param(e, id=e.id, marks=marks(e)) for e in EXERCISES.values()])
+def test_check_fails_untouched_and_passes_after_the_reference_solution(exercise, request, tmp_path, ran):
+    if exercise.needs == "docker":
+        require_docker()
+        if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode != 0:
+            subprocess.run(["bash", str(ROOT / "scripts" / "build_base_image.sh")], check=True, timeout=900)
+    if exercise.needs == "cluster":
+        request.getfixturevalue("cluster")  # stage 05 deployed (skips without a cluster; fails in CI)
+
+    untouched = check_module.scratch_copy(exercise.id, solved=False, parent=tmp_path)
+    code, output, before_s = run_check(exercise.id, "--dir", str(untouched))
+    before = one_line(output)
+    assert code == 1 and before.startswith(f"FAIL {exercise.id}: saw "), before
+
+    solved = check_module.scratch_copy(exercise.id, solved=True, parent=tmp_path)
+    code, output, after_s = run_check(exercise.id, "--dir", str(solved))
+    after = one_line(output)
+    assert code == 0 and after.startswith(f"PASS {exercise.id}"), after
+    if exercise.question:  # a wrong answer fails too: the check compares, it does not just find a file
+        answers = solved / "answers" / f"{exercise.id}.toml"
+        key, value = re.findall(r"^(\w+) = (.+)$", answers.read_text(), re.MULTILINE)[-1]
+        wrong = {"true": "false", "false": "true"}.get(value, '"wrong"')
+        answers.write_text(answers.read_text().replace(f"{key} = {value}", f"{key} = {wrong}"))
+        code, output, _ = run_check(exercise.id, "--dir", str(solved))
+        assert code == 1 and f"saw {key} = " in one_line(output), output
+    ran.append(f"{exercise.id}  before {before_s:5.1f} s  after {after_s:5.1f} s  {before[:110]}")
+    print(f"\n{exercise.id} before ({before_s:.1f} s): {before}\n{exercise.id} after ({after_s:.1f} s): {after}")
+
+
+# --- the catalogue, the solutions and the one-line promise (fast: no servers) ---------------------
+
+
+def test_three_to_five_exercises_per_stage_from_warm_up_to_stretch():
+    for stage in STAGES:
+        levels = [e.level for e in EXERCISES.values() if e.stage == stage]
+        assert 3 <= len(levels) <= 5, f"stage {stage}: {len(levels)} exercises"
+        assert levels[0] == "warm-up" and levels[-1] == "stretch", f"stage {stage}: {levels}"
+        assert set(levels) <= {"warm-up", "core", "stretch"}
+
+
+@pytest.mark.parametrize("exercise", list(EXERCISES.values()), ids=list(EXERCISES))
+def test_every_solution_is_a_patch_against_its_stage_folder_only(exercise, tmp_path):
+    patch = ROOT / "exercises" / "solutions" / f"{exercise.id}.patch"
+    touched = re.findall(r"^\+\+\+ b/(\S+)", patch.read_text(), re.MULTILINE)
+    assert touched and all(p.startswith(STAGES[exercise.stage].name + "/") for p in touched), touched
+    solved = check_module.scratch_copy(exercise.id, solved=True, parent=tmp_path)  # applies, or Fail
+    assert solved.is_dir()
+
+
+@pytest.mark.parametrize("exercise", [e for e in EXERCISES.values() if e.question], ids=lambda e: e.id)
+def test_every_question_has_a_blank_template_and_a_filled_in_reference(exercise):
+    template = ROOT / "exercises" / "answers" / f"{exercise.id}.toml"
+    keys = re.findall(r"^(\w+) = ", template.read_text(), re.MULTILINE)
+    assert keys, template
+    patch = (ROOT / "exercises" / "solutions" / f"{exercise.id}.patch").read_text()
+    assert f"answers/{exercise.id}.toml" in patch
+    for key in keys:
+        assert re.search(rf"^\+{key} = \S", patch, re.MULTILINE), f"{key} not answered in the reference"
+
+
+def test_exercises_md_lists_every_exercise_with_its_time_and_check():
+    text = (ROOT / "EXERCISES.md").read_text()
+    listed = dict(re.findall(r"^### (\d\d\.\d) .*?\n(?:<!-- .*? -->\n)?\*\*(\d+) min\*\*", text, re.MULTILINE))
+    assert list(listed) == list(EXERCISES), "EXERCISES.md and exercises/check.py list different exercises"
+    for exercise in EXERCISES.values():
+        assert int(listed[exercise.id]) == exercise.minutes, exercise.id
+        assert f"make check EX={exercise.id}" in text, exercise.id
+
+
+@pytest.mark.parametrize("path", check_module.DOCS, ids=lambda p: p.name)
+def test_figures_in_the_workshop_docs_are_rendered_from_the_catalogue(path):
+    text = path.read_text()
+    assert check_module.render_docs(text) == text, f"{path.name} is stale: python -m exercises.check --docs"
+
+
+def test_constants_the_exercises_name_are_in_the_checker():
+    text = (ROOT / "EXERCISES.md").read_text()
+    for name in re.findall(r"`([A-Z_]+)` \(in `exercises/check.py`\)", text):
+        assert hasattr(check_module, name), name
+
+
+def agenda_rows(text: str, title: str) -> list[tuple[int, str, int]]:
+    """(start minute, item, minutes) per row of the agenda table under the heading ``title``."""
+    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for start, item, minutes in re.findall(r"^\| (\d\d:\d\d) \| (.+?) \| (\d+) \|$", section, re.MULTILINE):
+        hours, mins = map(int, start.split(":"))
+        rows.append((hours * 60 + mins, item, int(minutes)))
+    return rows
+
+
+@pytest.mark.parametrize("title, total", [("Half-day agenda", 240), ("Full-day agenda", 480)])
+def test_facilitators_agendas_add_up(title, total):
+    text = (ROOT / "FACILITATORS.md").read_text()
+    rows = agenda_rows(text, title)
+    assert rows, f"no agenda table under '## {title}'"
+    for (start, item, minutes), (next_start, _, _) in zip(rows, rows[1:]):
+        assert start + minutes == next_start, f"{item}: starts {start}, lasts {minutes}, next starts {next_start}"
+    assert sum(minutes for _, _, minutes in rows) == total, f"{title}: {sum(m for _, _, m in rows)} min"
+    for _, item, minutes in rows:
+        ids = re.findall(r"\b(0\d\.\d)\b", item)
+        if ids and "exercise" in item.lower():
+            assert minutes == sum(EXERCISES[i].minutes for i in ids), f"{item}: {minutes} min"
+
+
+def test_an_unknown_exercise_or_folder_is_one_line_not_a_traceback(tmp_path, capsys):
+    code, output, _ = run_check("9.9")  # once as a learner runs it, the rest in-process (faster)
+    assert code == 2 and one_line(output).startswith("FAIL 9.9: no such exercise"), output
+    for args in ([], ["02.1", "--dir", str(tmp_path / "missing")], ["--solve", "9.9"]):
+        code = check_module.main(args)
+        output = capsys.readouterr().out
+        assert code == 2 and one_line(output).startswith("FAIL"), output
+
+
+def test_a_missing_docker_or_cluster_is_one_line():
+    """Without docker or kind on PATH the checks say so in one line (no cluster is touched)."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent), "CLUSTER": "kind"}
+    for exercise, needs in (("04.2", "Docker"), ("05.1", "cluster")):
+        code, output, _ = run_check(exercise, env=env)
+        assert code == 3 and one_line(output).startswith(f"CANNOT CHECK {exercise}: needs"), output
+        assert needs.lower() in output.lower()
+
+
+def test_solve_applies_the_solution_to_a_scratch_copy_and_says_where():
+    code, output, _ = run_check("--solve", "02.1")
+    line = one_line(output)
+    folder = Path(line.split(" applied in ")[1].split()[0])
+    try:
+        assert code == 0 and folder.name == "02_rest_api", line
+        assert 'positive_int("MAX_ROWS", 100)' in (folder / "app.py").read_text()
+        assert 'positive_int("MAX_ROWS", 1000)' in (STAGES[2] / "app.py").read_text(), "the stage folder changed"
+    finally:
+        shutil.rmtree(folder.parent)
+
+
+@pytest.mark.parametrize("exercise", [e for e in EXERCISES.values() if e.needs == "cluster"], ids=lambda e: e.id)
+def test_stage05_solutions_render_and_validate_strictly_without_a_cluster(exercise, tmp_path):
+    """What the cluster checks apply, decided offline: both versions render and validate; they differ."""
+    rendered = {}
+    for solved in (False, True):
+        folder = check_module.scratch_copy(exercise.id, solved=solved, parent=tmp_path)
+        objects = check_module.render(folder, {"server": "iris-serving:exercise", "proxy": "iris-proxy:ex"})
+        assert not check_module.validation_problems(objects), (exercise.id, solved)
+        rendered[solved] = objects
+    assert rendered[False] != rendered[True], "the solution changes nothing the cluster would see"
+
+
+def test_facilitators_links_point_at_files_that_exist():
+    text = (ROOT / "FACILITATORS.md").read_text()
+    for target in re.findall(r"\]\(([^)#:]+)\)", text):
+        assert (ROOT / target).exists(), f"FACILITATORS.md links to missing {target}"
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_stage05_init_container_of_05_2_trains_version_2_under_the_pods_restrictions(stage4_image, tmp_path):
+    """05.2 without a cluster: its init container and server, run by Docker as the restricted pod would run them.
+
+    Read-only root, the pod's user, no capabilities, no privilege escalation,
+    /tmp as scratch (the pod's emptyDir), /models shared: version 2 comes out.
+    """
+    folder = check_module.scratch_copy("05.2", solved=True, parent=tmp_path)
+    pod = next(o for o in check_module.render(folder, {"server": stage4_image}) if o["kind"] == "Deployment")["spec"][
+        "template"
+    ]
+    (init,) = pod["spec"]["initContainers"]
+    user = pod["spec"]["securityContext"]["runAsUser"]
+    restricted = ["--read-only", "--user", f"{user}:{user}", "--cap-drop", "ALL"]
+    restricted += ["--security-opt", "no-new-privileges", "--tmpfs", "/tmp"]
+    volume = f"ex-models-{tmp_path.name[-8:].lower()}"
+    name = f"ex-05-2-{volume[-8:]}"
+    try:
+        docker("volume", "create", volume)
+        # An emptyDir is writable by the pod's user; a fresh Docker volume is root's: hand it over first.
+        docker(
+            "run",
+            "--rm",
+            "-v",
+            f"{volume}:/models",
+            "--user",
+            "0",
+            "--entrypoint",
+            "chown",
+            stage4_image,
+            f"{user}:{user}",
+            "/models",
+        )
+        trained = docker(
+            "run", "--rm", *restricted, "-v", f"{volume}:/models", "--entrypoint", init["command"][0],
+            stage4_image, *init["command"][1:], timeout=120, check=False,
+        )  # fmt: skip
+        assert trained.returncode == 0, trained.stderr[-800:]
+        port = free_port()
+        docker(
+            "run", "--detach", "--name", name, *restricted, "-v", f"{volume}:/models:ro",
+            "-e", "MODEL_PATH=/models/iris.joblib", "--publish", f"127.0.0.1:{port}:8000", stage4_image,
+        )  # fmt: skip
+        versions = []
+
+        def answers_version_2() -> bool:
+            try:
+                versions.append(check_module.post(f"http://127.0.0.1:{port}/predict", check_module.rows(1)).json())
+            except check_module.Fail:
+                return False
+            return versions[-1].get("model_version") == "2"
+
+        assert wait_until(answers_version_2, 60, interval=0.5), versions[-1:] or docker("logs", name).stderr[-800:]
+    finally:
+        docker("rm", "--force", name, check=False)
+        docker("volume", "rm", "--force", volume, check=False)
