@@ -37,6 +37,7 @@ import yaml
 from harness.container import build_image
 from harness.container import docker
 from harness.container import image_self_contained
+from harness.container import image_size
 from harness.container import print_built
 from harness.core import APP
 from harness.core import BIN
@@ -663,7 +664,7 @@ class Cluster(Layer):
 
     def cost(self) -> dict[str, Any]:
         """The cluster's own processes (measured at idle: call it before any load) and its objects."""
-        return {"image_mib": None, "cluster": control_plane_cost()}
+        return {"image_mib": round(image_size(self.image) / 2**20, 1), "cluster": control_plane_cost()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -204,7 +204,8 @@ class Container(Layer):
         self.container = f"iris-test-{uuid.uuid4().hex[:12]}"
         docker(*self.run_command())  # a failed run can leave a created container behind: stop() removes it
 
-    def start(self, timeout: float = 60.0) -> float:
+    def start(self, timeout: float = 120.0) -> float:
+        """Launch, then wait until ready; a busy machine may take a minute to import scikit-learn."""
         self.exit_code = None
         started = time.monotonic()
         try:
