@@ -144,6 +144,7 @@ def test_the_harness_has_no_import_cycle():
 
 def test_nothing_edits_sys_path():
     """The harness is an installed package (make setup); stage code reaches tests through pytest's pythonpath."""
-    files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".ipynb") and ".venv" not in p.parts]
+    tracked = subprocess.run(["git", "ls-files", "*.py", "*.ipynb"], cwd=ROOT, capture_output=True, text=True).stdout
+    files = [ROOT / name for name in tracked.split()] or [p for p in ROOT.rglob("*.py") if ".venv" not in str(p)]
     offenders = [str(p.relative_to(ROOT)) for p in files if "sys.path.insert" in p.read_text(errors="replace")]
     assert offenders == [str(Path(__file__).relative_to(ROOT))], offenders  # this test names it, nothing else
