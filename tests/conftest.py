@@ -90,6 +90,12 @@ def require_docker() -> None:
 
 
 @pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine that answers (skips without one; fails in CI)."""
+    require_docker()
+
+
+@pytest.fixture(scope="session")
 def stage4_image() -> str:
     """Tag of the stage-04 image, built once per session (reused while 04_container/ is unchanged)."""
     require_docker()

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_docker
 
 from harness.container import docker
 from harness.layers import ROOT
@@ -81,7 +80,7 @@ def ran(request):
 @pytest.mark.parametrize("exercise", [pytest.param(e, id=e.id, marks=marks(e)) for e in EXERCISES.values()])
 def test_check_fails_untouched_and_passes_after_the_reference_solution(exercise, request, tmp_path, ran):
     if exercise.needs == "docker":
-        require_docker()
+        request.getfixturevalue("docker_engine")
         if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode != 0:
             subprocess.run(["bash", str(ROOT / "scripts" / "build_base_image.sh")], check=True, timeout=900)
     if exercise.needs == "cluster":
