@@ -19,8 +19,15 @@ NEEDS_WRK = {"02_rest_api.ipynb", "03_wsgi.ipynb", "04_container.ipynb", "05_kub
 REQUIRED = os.environ.get("CI") == "true"  # CI installs both: a missing one must fail there
 
 
+# A notebook is one test item: pytest's per-test limit (pyproject) would cut the longest ones
+# (stage 05: a rollout, the crashes, the autoscaler) while every cell is within nbmake's own limit.
+NOTEBOOK_TIMEOUT_S = 900
+
+
 def pytest_collection_modifyitems(config, items):
     notebooks = [item for item in items if Path(str(item.fspath)).suffix == ".ipynb"]
+    for item in notebooks:
+        item.add_marker(pytest.mark.timeout(NOTEBOOK_TIMEOUT_S))
     if not notebooks or REQUIRED:
         return
     docker_ok, docker_reason = docker_available()
