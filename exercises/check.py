@@ -44,6 +44,7 @@ from harness.cluster import DEPLOYMENT
 from harness.cluster import NAMESPACE
 from harness.cluster import cluster_reachable
 from harness.cluster import kubectl
+from harness.cluster import validate
 from harness.container import docker
 from harness.container import docker_available
 from harness.container import image_config
@@ -609,20 +610,6 @@ def deployed_images(deployment: dict[str, Any]) -> dict[str, str]:
     return {c["name"]: c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
 
 
-def validation_problems(objects: list[dict[str, Any]]) -> list[str]:
-    """Schema errors of the rendered objects, strictly (unknown fields fail), with no cluster."""
-    import kubernetes_validate  # slow to import: only when needed
-
-    version = kubernetes_validate.latest_version()
-    problems = []
-    for obj in objects:
-        try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {'.'.join(map(str, exc.path))}: {exc.message}")
-    return problems
-
-
 def live(kind: str, name: str) -> dict[str, Any]:
     """One object of the namespace as the API server has it now."""
     return json.loads(kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json", timeout=30))
@@ -666,7 +653,7 @@ def applied(folder: Path, load: LoadRun | None = None) -> Iterator[dict[str, Any
         ) from None
     images = deployed_images(deployment)
     objects = render(folder, images)
-    problems = validation_problems(objects)
+    problems = validate(objects)
     if problems:
         raise Fail(f"an invalid manifest ({problems[0]})", "manifests the API server accepts")
     revision = deployment["metadata"]["annotations"].get("deployment.kubernetes.io/revision")

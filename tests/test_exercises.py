@@ -219,7 +219,7 @@ def test_stage05_solutions_render_and_validate_strictly_without_a_cluster(exerci
     for solved in (False, True):
         folder = check_module.scratch_copy(exercise.id, solved=solved, parent=tmp_path)
         objects = check_module.render(folder, {"server": "iris-serving:exercise", "proxy": "iris-proxy:ex"})
-        assert not check_module.validation_problems(objects), (exercise.id, solved)
+        assert not check_module.validate(objects), (exercise.id, solved)
         rendered[solved] = objects
     assert rendered[False] != rendered[True], "the solution changes nothing the cluster would see"
 
