@@ -18,7 +18,6 @@ from harness.container import build_image
 from harness.container import docker
 from harness.container import docker_available
 from harness.golden import load_golden
-from harness.layers import STAGES
 from harness.layers import model_module
 from harness.layers import train_model
 
@@ -29,11 +28,6 @@ REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_DOCKE
 # The failure tests serve the stage's app wrapped with two test-only routes (support/failure_app.py).
 SUPPORT = Path(__file__).resolve().parent / "support"
 REQUIRE_CLUSTER = os.environ.get("REQUIRE_CLUSTER", "1" if os.environ.get("CI") == "true" else "0") == "1"
-
-
-def existing_stages() -> list[int]:
-    """Stage numbers whose folder exists in this checkout."""
-    return [n for n, path in STAGES.items() if path.is_dir()]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from harness.golden import mismatches
 from harness.layers import layer_class
-from tests.conftest import existing_stages
+from harness.paths import existing_stages
 
 MARKS = {2: [pytest.mark.slow], 3: [pytest.mark.slow], 4: [pytest.mark.docker], 5: [pytest.mark.cluster]}
 

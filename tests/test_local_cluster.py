@@ -25,6 +25,7 @@ from harness.cluster import control_plane_pids
 from harness.cluster import find
 from harness.cluster import flavour
 from harness.cluster import render
+from harness.core import wait_until
 from harness.layers import STAGES
 
 STATE = LOCAL_KUBECONFIG.parent
@@ -153,3 +154,6 @@ def test_cluster_down_leaves_nothing_behind_and_up_comes_back(cluster):
     finally:
         subprocess.run(["bash", str(LOCAL_SCRIPT), "up", cluster.image], check=True, capture_output=True,
                        text=True, timeout=600)  # fmt: skip
+        # `up` returns when the Deployment's status says rolled out, which can be the status from before
+        # the restart: leave the next test every pod ready again.
+        wait_until(cluster.at_full_strength, timeout=180, interval=1)

@@ -19,13 +19,16 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster import is_ready
+from harness.cluster import pods
+from harness.cluster import restarts
+from harness.core import wait_until
 from harness.layers import Gunicorn
 from harness.proxy import GunicornBehindNginx
 from harness.proxy import ProxiedContainer
 from harness.slowclients import SlowClients
 from harness.slowclients import describe
 from harness.slowclients import slow_clients
-from tests.conftest import require_docker
 
 WORKERS = 2  # set explicitly: the limit is one slow client per sync worker, whatever the CPU count
 HOLD = 6.0
@@ -116,7 +119,6 @@ def test_slow_clients_really_are_held_open(fresh_model):
 @pytest.mark.docker
 @pytest.mark.slow
 def test_stage_04_with_its_proxy_container_keeps_answering_through_50_slow_clients(model_v1, stage4_image):
-    require_docker()
     with ProxiedContainer(model_v1, image=stage4_image) as layer:
         result = slow_clients(layer, slow=CROWD, hold=HOLD, timeline=None)
     print(f"\n04 container + nginx: {describe(result)}")
@@ -126,7 +128,15 @@ def test_stage_04_with_its_proxy_container_keeps_answering_through_50_slow_clien
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_stage_05_with_its_nginx_sidecar_keeps_answering_through_50_slow_clients(cluster):
+    # An earlier test may have just restarted pods: start from every pod ready, and compare with that.
+    assert wait_until(cluster.at_full_strength, timeout=120, interval=1), "stage 05 is not at full strength"
+    before = pod_states()
     result = slow_clients(cluster, slow=CROWD, hold=HOLD, timeline=None)
     print(f"\n{cluster.name}: {describe(result)}")
     survives(result)
-    assert cluster.at_full_strength(), "no pod was restarted or taken out of the Service by the slow clients"
+    assert pod_states() == before, "the slow clients restarted a pod or took it out of the Service"
+
+
+def pod_states() -> dict[str, tuple[bool, int]]:
+    """Each stage-05 pod's readiness and container restarts."""
+    return {p["metadata"]["name"]: (is_ready(p), restarts(p)) for p in pods()}

@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 from harness.golden import mismatches
 from harness.layers import STAGES
 from harness.layers import layer_class
-from tests.conftest import existing_stages
+from harness.paths import existing_stages
 
 MARKS = {2: [pytest.mark.slow], 3: [pytest.mark.slow], 4: [pytest.mark.docker], 5: [pytest.mark.cluster]}
 SERVED = [pytest.param(s, marks=MARKS.get(s, []), id=f"stage{s:02d}") for s in existing_stages() if s >= 2]

@@ -165,7 +165,7 @@ put() {
 running() {
   local pid
   pid="$(cat "$RUN/$1.pid" 2>/dev/null)" || return 1
-  [[ -n "$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" && echo "$pid"
+  [[ -n "$pid" ]] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$1" && echo "$pid"
 }
 
 # start NAME ARGS...: run in the background, log to $LOGS/NAME.log, remember the PID.
