@@ -168,6 +168,29 @@ notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the commit
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
+# checkov scans stage 05's manifests (tests/test_kubernetes_offline.py); a CI tool with about 90
+# packages of its own, so it lives in .venv-checkov, from .ci/checkov.lock.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-from-lock
+
+$(CHECKOV_STAMP): .ci/checkov.lock
+	$(PYTHON_SYSTEM) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r .ci/checkov.lock
+	touch $@
+
+.PHONY: checkov-venv
+checkov-venv: $(CHECKOV_STAMP) ## create .venv-checkov from .ci/checkov.lock (what CI installs)
+
+.PHONY: checkov
+checkov: $(STAMP) $(CHECKOV_STAMP) ## scan stage 05's rendered manifests with checkov (.ci/checkov.yaml: what is skipped, and why)
+	$(PY) -m pytest -q -s tests/test_kubernetes_offline.py -k checkov
+
+.PHONY: checkov-lock
+checkov-lock: $(CHECKOV_STAMP) ## re-resolve .ci/checkov.lock from .ci/checkov.in (needs pip-tools)
+	$(CHECKOV_VENV)/bin/pip install --quiet pip-tools==7.6.2
+	cd .ci && ../$(CHECKOV_VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file=checkov.lock checkov.in
+
 .PHONY: diff
 diff: ## what one layer adds, code and configuration: make diff A=2 B=3 (ALL=1: the READMEs too)
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make diff A=2 B=3 [ALL=1]"; exit 2; }

@@ -697,6 +697,10 @@ def applied(folder: Path, load: LoadRun | None = None) -> Iterator[dict[str, Any
 
 def check_05_1(folder: Path) -> None:
     """A config change without a rebuild: MAX_ROWS=100 in server.env reaches the pods, same image."""
+    configs = [o for o in render(folder) if o["kind"] == "ConfigMap" and "MAX_ROWS" in o.get("data", {})]
+    values = ", ".join(c["data"]["MAX_ROWS"] for c in configs) or "nothing"
+    if values != "100":  # no need to ask the cluster yet
+        raise Fail(f"MAX_ROWS={values} in the ConfigMap of your k8s/", "MAX_ROWS=100 in server.env")
     with applied(folder) as state:
         rollout()
         images = deployed_images(live("deployment", DEPLOYMENT))

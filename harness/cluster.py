@@ -393,9 +393,15 @@ def settle_at_floor(timeout: float = 180) -> int:
 
 
 def autoscale(
-    base_url: str, clients: int = 8, up_timeout: float = 240, down_timeout: float = 240, interval: float = 5
+    base_url: str,
+    clients: int = 8,
+    up_timeout: float = 240,
+    down_timeout: float = 240,
+    interval: float = 5,
+    peak: float = 20,
 ) -> dict[str, Any]:
-    """CPU load until the HorizontalPodAutoscaler has added a Ready pod, then quiet until it removed it.
+    """CPU load until the HorizontalPodAutoscaler has added a Ready pod, and ``peak`` s more, then quiet
+    until it removed it.
 
     Counts Ready pods (what serves), not the HPA's desiredReplicas (what it
     asked for). Returns when each happened (s from the start of the load),
@@ -421,7 +427,7 @@ def autoscale(
     with LoadRun(base_url, clients=clients, max_seconds=up_timeout + 30) as run:
         scaled = wait_until(lambda: observe() > floor, timeout=up_timeout, interval=interval)
         up_s = time.monotonic() - started
-        wait_until(lambda: False, timeout=min(20, up_timeout), interval=interval)  # a little longer: the peak
+        wait_until(lambda: False, timeout=min(peak, up_timeout), interval=interval)  # a little longer: the peak
         peak = max(timeline["ready"])
     stopped_s = time.monotonic() - started
     down = wait_until(lambda: observe() <= floor and timeline["pods"][-1] <= floor, timeout=down_timeout,

@@ -33,6 +33,9 @@ __all__ = ["APP", "LOOPBACK", "ROOT", "STAGES"]  # re-exported: most callers nee
 BIN = Path(sys.executable).parent
 # A host's own programs, without .venv: what a machine without our setup has.
 HOST_PATH = "/usr/local/bin:/usr/bin:/bin"
+# `make test` runs the notebooks with NOTEBOOK_QUICK=1 (notebooks/conftest.py): the same code with
+# shorter loads and windows. `make notebooks` runs them in full for the outputs committed.
+QUICK = os.environ.get("NOTEBOOK_QUICK") == "1"
 
 
 class LayerError(RuntimeError):

@@ -96,7 +96,11 @@ def environment() -> dict[str, Any]:
 
 
 def measure_stage(
-    stage: int, workdir: Path, seconds: int = THROUGHPUT_SECONDS, observe: float = scenarios.OBSERVE_S
+    stage: int,
+    workdir: Path,
+    seconds: int = THROUGHPUT_SECONDS,
+    observe: float = scenarios.OBSERVE_S,
+    hold: float = slowclients.HOLD_S,
 ) -> dict[str, Any]:
     """Every scenario against one layer, in an order that leaves it usable to the end.
 
@@ -126,7 +130,7 @@ def measure_stage(
             result["throughput"].append(scenarios.throughput(layer, connections, seconds))
         if layer.serves_http:
             say(f"[{layer.name}] slow clients: {', '.join(map(str, slowclients.COUNTS))}, with and without a proxy")
-            result["slow_clients"] = slowclients.measure_stage(layer, PROTECTED.get(stage), served, seconds)
+            result["slow_clients"] = slowclients.measure_stage(layer, PROTECTED.get(stage), served, seconds, hold)
             say(f"[{layer.name}] upgrade to version 2 under load")
             result["upgrade"] = scenarios.upgrade(layer, v2)
         else:
@@ -174,7 +178,11 @@ def implausible(results: dict[str, Any]) -> list[str]:
 
 
 def run(
-    stages: list[int], out: Path, seconds: int = THROUGHPUT_SECONDS, observe: float = scenarios.OBSERVE_S
+    stages: list[int],
+    out: Path,
+    seconds: int = THROUGHPUT_SECONDS,
+    observe: float = scenarios.OBSERVE_S,
+    hold: float = slowclients.HOLD_S,
 ) -> dict[str, Any]:
     """Measure ``stages`` and write the results file; return its content."""
     started = time.monotonic()
@@ -186,7 +194,7 @@ def run(
                 say(f"[stage {stage:02d}] skipped: {status[stage]}")
                 results["not_measured"][str(stage)] = status[stage]
                 continue
-            results["stages"].append(measure_stage(stage, Path(tmp), seconds, observe))
+            results["stages"].append(measure_stage(stage, Path(tmp), seconds, observe, hold))
     results["environment"]["scorecard_seconds"] = round(time.monotonic() - started, 1)
     for problem in implausible(results):
         say(f"warning: implausible figure: {problem}")
@@ -230,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--observe", type=float, default=scenarios.OBSERVE_S, help="seconds every layer is watched after a kill"
     )
+    parser.add_argument(
+        "--hold", type=float, default=slowclients.HOLD_S, help="seconds the slow clients hold their connections"
+    )
     parser.add_argument("--tour", action="store_true", help="one request to each layer, then the last scorecard")
     args = parser.parse_args(argv)
     try:
@@ -242,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.tour:
             tour()
         else:
-            print(summary_table(run(stages, args.out, max(1, args.seconds), max(1.0, args.observe))))
+            print(
+                summary_table(run(stages, args.out, max(1, args.seconds), max(1.0, args.observe), max(1.0, args.hold)))
+            )
     except (LayerError, OSError) as exc:  # a layer that would not start, a results file we cannot write
         print(f"error: {exc}", file=sys.stderr)
         return 1

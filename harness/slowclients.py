@@ -34,6 +34,7 @@ from harness.load import Outcome
 #: how many slow clients the scorecard and the tests send: the limit (2, one per
 #: sync worker on a 2-CPU machine) and a crowd (50)
 COUNTS = (2, 50)
+HOLD_S = 8.0  # how long the scorecard's slow clients hold their connections
 BODY_BYTES = 200
 
 
@@ -143,7 +144,7 @@ def _quantile_ms(values: list[float], q: int) -> float | None:
 def slow_clients(
     layer: Layer,
     slow: int = 50,
-    hold: float = 8.0,
+    hold: float = HOLD_S,
     clients: int = 4,
     interval: float = 0.1,
     warmup: float = 1.0,
@@ -233,7 +234,9 @@ def measure(layer: Layer, counts: tuple[int, ...] = COUNTS, **kwargs: Any) -> di
     return {str(n): slow_clients(layer, slow=n, **kwargs) for n in counts}
 
 
-def measure_stage(layer: Layer, protected: type[Layer] | None, model: Any, seconds: float = 5.0) -> list[dict]:
+def measure_stage(
+    layer: Layer, protected: type[Layer] | None, model: Any, seconds: float = 5.0, hold: float = HOLD_S
+) -> list[dict]:
     """The scorecard's slow-clients figures for a started ``layer``, and for ``protected``, its variant behind
     a buffering proxy, when it has one.
 
@@ -244,11 +247,11 @@ def measure_stage(layer: Layer, protected: type[Layer] | None, model: Any, secon
     from harness import scenarios
     from harness.load import wrk_available
 
-    entries = [{"layer": layer.name, "proxy": layer.behind_proxy, "runs": measure(layer)}]
+    entries = [{"layer": layer.name, "proxy": layer.behind_proxy, "runs": measure(layer, hold=hold)}]
     if protected is not None:
         extra = {"image": layer.image} if getattr(layer, "image", None) else {}
         with protected(model, **extra) as variant:
-            entry = {"layer": variant.name, "proxy": True, "runs": measure(variant)}
+            entry = {"layer": variant.name, "proxy": True, "runs": measure(variant, hold=hold)}
             if wrk_available():
                 entry["throughput_8"] = scenarios.throughput(variant, 8, seconds)
         entries.append(entry)

@@ -2,6 +2,10 @@
 
 nbmake collects each notebook as one test. Stages 04 and 05 need a Docker
 engine; the benchmarks in 02 to 04 need the wrk load generator.
+
+Under pytest the notebooks run QUICK (harness.core.QUICK): every cell, with
+shorter loads and windows. NOTEBOOK_QUICK=0 runs them in full, as
+`make notebooks` does for the outputs committed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from harness.container import docker_available
 NEEDS_DOCKER = {"04_container.ipynb", "05_kubernetes.ipynb"}
 NEEDS_WRK = {"02_rest_api.ipynb", "03_wsgi.ipynb", "04_container.ipynb", "05_kubernetes.ipynb"}
 REQUIRED = os.environ.get("CI") == "true"  # CI installs both: a missing one must fail there
+os.environ.setdefault("NOTEBOOK_QUICK", "1")  # the kernels nbmake starts inherit it
 
 
 # A notebook is one test item: pytest's per-test limit (pyproject) would cut the longest ones

@@ -10,8 +10,10 @@ stage-04 image exactly as the Deployment's container spec says.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import uuid
 
@@ -45,6 +47,8 @@ from harness.layers import STAGES
 from harness.load import EXAMPLE_ROW
 
 STAGE = STAGES[5]
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"  # `make checkov-venv` (.ci/checkov.lock)
+CHECKOV_CONFIG = ROOT / ".ci" / "checkov.yaml"  # the checks skipped, each with its reason
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 KIND_CONFIG = K8S / "kind" / "kind-cluster.yaml"
 
@@ -83,6 +87,53 @@ def test_strict_validation_rejects_an_unknown_field(objects):
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.fixture(scope="module")
+def checkov(tmp_path_factory):
+    """Scan objects with checkov as .ci/checkov.yaml sets it up: the failed and passed check IDs."""
+    tool = str(CHECKOV) if CHECKOV.exists() else shutil.which("checkov")
+    if not tool:
+        message = "checkov is not installed: `make checkov-venv` installs it into .venv-checkov"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI requires checkov, but {message}", pytrace=False)
+        pytest.skip(message)
+    folder = tmp_path_factory.mktemp("checkov")
+
+    def scan(objects: list[dict], name: str) -> dict[str, list[str]]:
+        manifest = folder / f"{name}.yaml"
+        manifest.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+        proc = subprocess.run(
+            [tool, "--config-file", str(CHECKOV_CONFIG), "-f", str(manifest), "-o", "json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: some check failed
+        results = json.loads(proc.stdout)["results"]
+        return {
+            verdict: [f"{c['check_id']} {c['check_name']} ({c['resource']})" for c in results[f"{verdict}_checks"]]
+            for verdict in ("failed", "passed")
+        }
+
+    return scan
+
+
+@pytest.mark.slow  # a few seconds a scan
+@pytest.mark.parametrize("overlay", ["kind", "local"])
+def test_the_manifests_pass_checkov(checkov, overlay):
+    verdict = checkov(render(overlay), overlay)
+    print(f"\ncheckov on k8s/{overlay}: {len(verdict['passed'])} checks passed, {len(verdict['failed'])} failed")
+    assert not verdict["failed"], verdict["failed"]
+    assert len(verdict["passed"]) >= 50, verdict["passed"]  # it did scan the Deployment
+
+
+@pytest.mark.slow
+def test_checkov_fails_a_privileged_container(checkov, objects):
+    """The scan is not vacuous: the same manifests with a privileged sidecar fail it."""
+    broken = json.loads(json.dumps(objects))  # a deep copy
+    pod = find(broken, "Deployment", "iris")["spec"]["template"]["spec"]
+    pod["containers"][-1]["securityContext"] = {"privileged": True, "allowPrivilegeEscalation": True}
+    failed = checkov(broken, "privileged")["failed"]
+    assert any(f.startswith("CKV_K8S_16 ") for f in failed), failed  # "Container should not be privileged"
 
 
 def test_the_kind_node_image_is_the_validated_kubernetes_version_pinned_by_digest():
