@@ -633,6 +633,13 @@ def rollout(timeout: int = 240) -> None:
         ) from None
 
 
+def require_cluster() -> None:
+    """CannotCheck, with the reason, when no cluster answers."""
+    reachable, reason = cluster_reachable()
+    if not reachable:
+        raise CannotCheck(f"needs a Kubernetes cluster: {reason}")
+
+
 @contextlib.contextmanager
 def applied(folder: Path, load: LoadRun | None = None) -> Iterator[dict[str, Any]]:
     """Apply the folder's manifests (with the image already deployed); put the cluster back afterwards.
@@ -642,9 +649,7 @@ def applied(folder: Path, load: LoadRun | None = None) -> Iterator[dict[str, Any
     Restoring: the Deployment is rolled back to the revision it had, the HPA
     gets its spec back, and ConfigMaps created here are deleted.
     """
-    reachable, reason = cluster_reachable()
-    if not reachable:
-        raise CannotCheck(f"needs a Kubernetes cluster: {reason}")
+    require_cluster()
     try:
         deployment = live("deployment", DEPLOYMENT)
     except LayerError:
@@ -697,6 +702,7 @@ def applied(folder: Path, load: LoadRun | None = None) -> Iterator[dict[str, Any
 
 def check_05_1(folder: Path) -> None:
     """A config change without a rebuild: MAX_ROWS=100 in server.env reaches the pods, same image."""
+    require_cluster()
     configs = [o for o in render(folder) if o["kind"] == "ConfigMap" and "MAX_ROWS" in o.get("data", {})]
     values = ", ".join(c["data"]["MAX_ROWS"] for c in configs) or "nothing"
     if values != "100":  # no need to ask the cluster yet

@@ -76,7 +76,7 @@ def test_bad_stage_list_is_a_one_line_error():
 
 
 def test_a_layer_that_will_not_start_is_an_error_message_not_a_traceback(monkeypatch, capsys, tmp_path):
-    def will_not_start(stage, workdir, seconds, observe):
+    def will_not_start(stage, *settings):
         raise LayerError(f"stage {stage}: http://127.0.0.1:1/v2/health/ready not ready within 60 s")
 
     monkeypatch.setattr(scorecard_module, "measure_stage", will_not_start)
