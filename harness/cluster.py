@@ -554,7 +554,6 @@ class Cluster(Layer):
         self.image = image or os.environ.get("IMAGE", "")
         self.flavour = flavour()
         self.name = f"05 Kubernetes ({self.flavour})"
-        self._full_strength = 2
         self._found = ""  # the image stage 05 ran before start, "" when it was not deployed
         self._crashed: tuple[str, str, int, list[int]] = ("", "", 0, [])  # (target, pod, restarts, workers)
 
@@ -597,8 +596,11 @@ class Cluster(Layer):
         return sorted(running, key=lambda p: p["metadata"]["creationTimestamp"])
 
     def at_full_strength(self) -> bool:
-        """As many ready pods, and ready Service endpoints, as before the last disruption."""
-        return sum(is_ready(p) for p in pods()) >= self._full_strength and ready_endpoints() >= self._full_strength
+        """Every pod the Deployment wants now ready, and as many ready endpoints behind the Service.
+
+        What it wants, not a count taken before a disruption: the HPA changes it on its own."""
+        wanted = int(kubectl("get", "deployment", DEPLOYMENT, "-n", NAMESPACE, "-o", "jsonpath={.spec.replicas}"))
+        return sum(is_ready(p) for p in pods()) >= wanted and ready_endpoints() >= wanted
 
     def crash(self, target: str = "server") -> str:
         """In the oldest pod: SIGKILL of gunicorn's master (the container's PID 1, "server") or of one
@@ -606,7 +608,6 @@ class Cluster(Layer):
         self._check_target(target)
         pod = self.serving_pods()[0]
         name = pod["metadata"]["name"]
-        self._full_strength = ready_endpoints()
         pid1 = container_pids(pod)[0]
         workers = children(pid1)
         self._crashed = (target, name, restarts(pod), workers)
@@ -633,7 +634,6 @@ class Cluster(Layer):
     def delete_pod(self, wait: bool = True) -> str:
         """Delete one pod gracefully (preStop, SIGTERM, grace period); return its name."""
         name = self.serving_pods()[0]["metadata"]["name"]
-        self._full_strength = ready_endpoints()
         kubectl("delete", "pod", "-n", NAMESPACE, name, f"--wait={str(wait).lower()}", timeout=120)
         return name
 
