@@ -142,8 +142,18 @@ tour: $(STAMP) ## start here: the same request to every layer this machine can r
 	$(PY) -m harness.scorecard --tour
 
 .PHONY: scorecard
-scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput, cost) into results/ (minutes)
+scorecard: $(STAMP) ## measure every available layer (crash, upgrade, throughput, cost) into results/ (minutes; a quiet machine)
 	$(PY) -m harness.scorecard
+
+# Every committed figure from one stamped run: the scorecard, the bench, the notebooks' outputs.
+# Refuses a busy machine in one line (FORCE=1 publishes anyway, marked contended).
+.PHONY: results
+results: $(STAMP) bench-venv ## publish every figure in one stamped run on a quiet machine (scorecard, bench, notebooks)
+	$(PY) -m harness.publish
+
+.PHONY: quiet
+quiet: $(STAMP) ## is this machine quiet enough to publish figures? (load, steal, the floor's noise)
+	$(PY) -m harness.quiet
 
 # nbmake runs every notebook in a fresh kernel from notebooks/, a time limit per cell.
 NBMAKE := --nbmake --nbmake-timeout=300
@@ -156,8 +166,10 @@ test: $(STAMP) ## the whole suite: every stage, real servers, Docker, a cluster,
 test-fast: $(STAMP) ## inner loop: everything but slow, Docker, cluster and notebook tests (under a minute)
 	$(PY) -m pytest -m "not slow and not docker and not cluster"
 
+# A publishing target: part of `make results`' run, or a run of its own (a quiet machine, measured).
 .PHONY: notebooks
-notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the committed outputs
+notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the committed outputs (a quiet machine)
+	@run=$${RESULTS_RUN:-$$($(PY) -m harness.publish begin)} || exit 1; export RESULTS_RUN=$$run; \
 	cd notebooks && for nb in *.ipynb; do \
 	  echo "executing $$nb"; \
 	  ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
@@ -223,8 +235,8 @@ bench-venv: $(BENCH_STAMP) ## create .venv-bench from bench/requirements.lock (t
 .PHONY: bench
 bench: $(STAMP) $(BENCH_STAMP) ## stages 02-04 vs FastAPI + uvicorn and MLServer, one run, wrk: results/bench.json + .png (minutes)
 	@bash scripts/build_base_image.sh >/dev/null 2>&1 || true
-	$(BENCH_VENV)/bin/python -m bench.profile
-	$(BENCH_VENV)/bin/python -m bench.run
+	@run=$${RESULTS_RUN:-$$($(PY) -m harness.publish begin)} || exit 1; export RESULTS_RUN=$$run; \
+	$(BENCH_VENV)/bin/python -m bench.profile && $(BENCH_VENV)/bin/python -m bench.run
 
 .PHONY: bench-smoke
 bench-smoke: $(STAMP) $(BENCH_STAMP) ## the benchmark at one second a load, no Docker (what tests/test_bench.py runs)

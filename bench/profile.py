@@ -35,6 +35,7 @@ from bench.run import cpu_seconds
 from bench.run import free_port
 from bench.run import run_wrk
 from bench.run import tree
+from harness import publish
 
 # Layers, innermost first wins: (name, pattern on the frame's file). A sample
 # whose innermost frames are the standard library (socket, inspect, abc) is
@@ -125,7 +126,7 @@ def profile(seconds: float, extra_env: dict[str, str], port: int, idle: bool = F
     return {
         "env": extra_env,
         "idle_sampled": idle,
-        "rps": load["rps"],
+        "rps_while_sampled": load["rps"],  # py-spy attached: not a throughput figure
         "latency_ms": load.get("latency_ms"),
         "wrk_cpu_cores": load.get("wrk_cpu_cores"),
         "server_cpu_us_per_request": round(per_request, 1),
@@ -143,10 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     extra = dict(e.split("=", 1) for e in args.env)
     result = profile(args.seconds, extra, free_port(8170), args.idle)
+    run = publish.published()  # the publishing run this is part of (make bench / make results), if any
+    result["run"] = publish.stamp(run) if run else None
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{result['rps']} req/s, {result['server_cpu_us_per_request']} us of server CPU a request")
+    rate, cpu = result["rps_while_sampled"], result["server_cpu_us_per_request"]
+    print(f"{rate} req/s while sampled, {cpu} us of server CPU a request")
     for name, us in result["layers_us_per_request"].items():
         print(f"  {us:7.1f} us  {name}")
     return 0

@@ -48,13 +48,15 @@ from typing import Any
 
 import requests
 
+from harness import publish
+from harness.spread import SAME
+from harness.spread import differs
+from harness.spread import median_round
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 STAGE_VENV = ROOT / ".venv" / "bin"  # the stages' packages, as a reader installs them
 BENCH_VENV = Path(sys.executable).parent  # the peers' packages (.venv-bench)
-# The stage folders served (default: this checkout). bench/fix_before_after.sh points it at the
-# stage folders of an older commit, to measure a fix with the same benchmark code.
-STAGES = Path(os.environ.get("BENCH_STAGES_ROOT") or ROOT)
 LOOPBACK = "127.0.0.1"
 PORTS = range(8100, 8200)  # ours; other engineers use 8000 and 8200-8299
 WORKERS = 2  # every multi-process server gets the same count: one per core here
@@ -229,15 +231,15 @@ def servers(model: Path, workdir: Path, port: int, with_docker: bool) -> list[Se
 
     add("02 Flask dev server", ("predict", "v2"),
         [str(STAGE_VENV / "flask"), "--app", "app:create_app()", "run", "--host", LOOPBACK, "--port", "{port}"],
-        STAGES / "02_rest_api", model_env)  # fmt: skip
+        ROOT / "02_rest_api", model_env)  # fmt: skip
     add("03 gunicorn", ("predict", "v2"), [str(STAGE_VENV / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"],
-        STAGES / "03_wsgi", gunicorn_env)  # fmt: skip
+        ROOT / "03_wsgi", gunicorn_env)  # fmt: skip
     if with_docker:
         found.append(DockerServer("04 container", stage4_image(), free_port(next(ports))))
     add("FastAPI + uvicorn", ("predict", "v2"),
         [str(BENCH_VENV / "uvicorn"), "--host", LOOPBACK, "--port", "{port}", "--workers", str(WORKERS),
          "bench.peers.fastapi_app:app"],
-        ROOT, {**model_env, "PYTHONPATH": str(STAGES / "01_model_py")})  # fmt: skip
+        ROOT, {**model_env, "PYTHONPATH": str(ROOT / "01_model_py")})  # fmt: skip
     http, grpc, metrics = (free_port(next(ports)) for _ in range(3))
     settings = mlserver_folder(workdir / "mlserver", model, http, grpc, metrics)
     found.append(Server("MLServer", ("v2",), [str(BENCH_VENV / "mlserver"), "start", str(settings)], settings,
@@ -335,22 +337,20 @@ def measure_once(server: Server, name: str, kind: str, rows: int, connections: i
     return result
 
 
-def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The round with the median requests/s, with every round's requests/s beside it."""
-    ordered = sorted(rounds, key=lambda r: r["rps"])
-    chosen = dict(ordered[(len(ordered) - 1) // 2])
-    chosen["rps_each_round"] = [r["rps"] for r in rounds]
+def median_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median requests/s, every round's rate and the spread beside it (harness.spread),
+    with the requests and errors of all rounds."""
+    chosen = median_round(rounds)
     chosen["requests"] = sum(r["requests"] for r in rounds)
     chosen["error_count"] = sum(r["error_count"] for r in rounds)
     return chosen
 
 
 def floor(model: Path, seconds: float) -> dict[str, Any]:
-    """The in-process floor, with the stages' interpreter."""
+    """The in-process floor (harness.floor), with the stages' interpreter."""
     out = subprocess.run(
-        [str(STAGE_VENV / "python"), str(BENCH / "floor.py"), str(model), str(seconds)],
-        capture_output=True, text=True, check=True, timeout=seconds * 2 + 120,
-        env={**os.environ, "PYTHONPATH": str(STAGES / "01_model_py")},
+        [str(STAGE_VENV / "python"), "-m", "harness.floor", str(model), str(seconds)],
+        capture_output=True, text=True, check=True, timeout=seconds * 3 + 120, cwd=ROOT,
     )  # fmt: skip
     return json.loads(out.stdout)
 
@@ -433,53 +433,82 @@ def docker_ok() -> bool:
     return subprocess.run(["docker", "version"], capture_output=True, timeout=30).returncode == 0
 
 
+OURS, FASTAPI, MLSERVER, FLOOR = "03 gunicorn", "FastAPI + uvicorn", "MLServer", "in-process floor"
+#: what the comparison set out to show: (goal, ours as (server, load), theirs as (server, load), the ratio wanted)
+GOALS = (
+    ("stage03 >= FastAPI on single rows @8", (OURS, "predict_1@8"), (FASTAPI, "predict_1@8"), 1.0),
+    ("stage03 >= FastAPI on single rows @1", (OURS, "predict_1@1"), (FASTAPI, "predict_1@1"), 1.0),
+    ("stage03 >= MLServer, V2 single row @1", (OURS, "v2_1@1"), (MLSERVER, "v2_1@1"), 1.0),
+    ("stage03 >= MLServer, V2 single row @8", (OURS, "v2_1@8"), (MLSERVER, "v2_1@8"), 1.0),
+    ("stage03 >= MLServer, V2 batch", (OURS, "v2_1000@8"), (MLSERVER, "v2_1000@8"), 1.0),
+    ("stage03 batch >= 2x FastAPI", (OURS, "predict_1000@8"), (FASTAPI, "predict_1000@8"), 2.0),
+    ("stage03 batch >= 0.75 x in-process rows/s x workers", (OURS, "predict_1000@8"), (FLOOR, "batch"), 0.75),
+)
+
+
+def rows_rate(results: dict[str, Any], server: str, load: str, scale: float = 1.0) -> dict[str, float] | None:
+    """Rows/s of one load with its range over the rounds (``scale`` times), as harness.spread compares them.
+
+    The floor's "batch" is its 1,000-row rate on one core times the workers a server has.
+    """
+    if server == FLOOR:
+        f = results["in_process_floor"]
+        key, scale = "batch_rows_per_s", scale * WORKERS
+        values = (f[key], f.get(f"{key}_min", f[key]), f.get(f"{key}_max", f[key]))
+    else:
+        entry = results["servers"].get(server, {}).get("loads", {}).get(load)
+        if not entry or not entry.get("rps"):
+            return None
+        rows = entry["rows_per_request"]
+        values = tuple(entry.get(k, entry["rps"]) * rows for k in ("rps", "rps_min", "rps_max"))
+    rps, low, high = (v * scale for v in values)
+    return {"rps": rps, "rps_min": low, "rps_max": high}
+
+
+def verdict(ours: dict[str, float] | None, wanted: dict[str, float] | None) -> str:
+    """held, missed, or no measurable difference (ours and the target's ranges overlap)."""
+    if not ours or not wanted:
+        return "not measured"
+    if not differs(ours, wanted):
+        return SAME
+    return "held" if ours["rps"] > wanted["rps"] else "missed"
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures, the ratios against stage 03 and the issue's goals (held or missed, by how much)."""
-    s = results["servers"]
-
-    def fig(server: str, load: str, key: str = "rps") -> float | None:
-        return s.get(server, {}).get("loads", {}).get(load, {}).get(key)
-
-    ours = "03 gunicorn"
+    """The headline figures, the ratios against stage 03 and the goals (held, missed or no measurable
+    difference, from the rounds' ranges; by how much when missed)."""
     table = {}
-    for name, entry in s.items():
+    for name, entry in results["servers"].items():
         if "loads" not in entry:
             continue
-        kind = "v2" if name == "MLServer" else "predict"
+        kind = "v2" if name == MLSERVER else "predict"
+        loads = entry["loads"]
+
+        def fig(load: str, key: str = "rps", loads: dict = loads) -> float | None:
+            return loads.get(load, {}).get(key)
+
         table[name] = {
-            "single_rps@1": fig(name, f"{kind}_1@1"),
-            "single_rps@8": fig(name, f"{kind}_1@8"),
-            "v2_single_rps@8": fig(name, "v2_1@8"),
-            "batch_rows_per_s@8": fig(name, f"{kind}_1000@8", "rows_per_s"),
-            "v2_batch_rows_per_s@8": fig(name, "v2_1000@8", "rows_per_s"),
+            "single_rps@1": fig(f"{kind}_1@1"),
+            "single_rps@8": fig(f"{kind}_1@8"),
+            "single_rps@8_range": [fig(f"{kind}_1@8", "rps_min"), fig(f"{kind}_1@8", "rps_max")],
+            "v2_single_rps@8": fig("v2_1@8"),
+            "batch_rows_per_s@8": fig(f"{kind}_1000@8", "rows_per_s"),
+            "v2_batch_rows_per_s@8": fig("v2_1000@8", "rows_per_s"),
         }
-    ratio = lambda a, b: round(a / b, 2) if a and b else None  # noqa: E731
-    for row in table.values():
-        row["stage03_over_this@8"] = ratio(table.get(ours, {}).get("single_rps@8"), row["single_rps@8"])
-    floor_rows = results["in_process_floor"]["batch_rows_per_s"]
-    o, f, m = table.get(ours, {}), table.get("FastAPI + uvicorn", {}), table.get("MLServer", {})
-    goals = {
-        "stage03 >= FastAPI on single rows @8": ratio(o.get("single_rps@8"), f.get("single_rps@8")),
-        "stage03 >= FastAPI on single rows @1": ratio(o.get("single_rps@1"), f.get("single_rps@1")),
-        "stage03 >= MLServer, V2 single row @1": ratio(fig(ours, "v2_1@1"), m.get("single_rps@1")),
-        "stage03 >= MLServer, V2 single row @8": ratio(o.get("v2_single_rps@8"), m.get("single_rps@8")),
-        "stage03 >= MLServer, V2 batch": ratio(o.get("v2_batch_rows_per_s@8"), m.get("batch_rows_per_s@8")),
-        "stage03 batch >= 2x FastAPI": ratio(o.get("batch_rows_per_s@8"), f.get("batch_rows_per_s@8")),
-        "stage03 batch >= 0.75 x in-process rows/s x workers": ratio(o.get("batch_rows_per_s@8"), floor_rows * WORKERS),
-    }
-    targets = {k: (2.0 if "2x" in k else 0.75 if "0.75" in k else 1.0) for k in goals}
-    return {
-        "table": table,
-        "goals": {
-            k: {
-                "ratio": v,
-                "target": targets[k],
-                "held": v is not None and v >= targets[k],
-                "missed_by": None if v is None or v >= targets[k] else round(1 - v / targets[k], 3),
-            }
-            for k, v in goals.items()
-        },  # fmt: skip
-    }
+    goals = {}
+    for goal, (server, load), (other, other_load), target in GOALS:
+        ours, theirs = rows_rate(results, server, load), rows_rate(results, other, other_load)
+        wanted = rows_rate(results, other, other_load, target)
+        ratio = round(ours["rps"] / theirs["rps"], 2) if ours and theirs else None
+        found = verdict(ours, wanted)
+        goals[goal] = {
+            "ratio": ratio,
+            "target": target,
+            "verdict": found,
+            "held": found in ("held", SAME),
+            "missed_by": round(1 - ratio / target, 3) if found == "missed" else None,
+        }
+    return {"table": table, "goals": goals}
 
 
 def explain(results: dict[str, Any], profile: dict[str, Any] | None) -> dict[str, str]:
@@ -544,25 +573,33 @@ def explain(results: dict[str, Any], profile: dict[str, Any] | None) -> dict[str
 
 
 def plot(results: dict[str, Any], out: Path) -> None:
-    """One point: single-row requests/s at 8 connections, per server, against the in-process floor."""
+    """One point: single-row requests/s at 8 connections per server, with the rounds' range, against the
+    in-process floor times the workers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     table = results["summary"]["table"]
     names = [n for n in table if table[n]["single_rps@8"]]
     values = [table[n]["single_rps@8"] for n in names]
+    low, high = zip(*(table[n]["single_rps@8_range"] for n in names))
+    errors = [[v - lo for v, lo in zip(values, low)], [hi - v for v, hi in zip(values, high)]]
+    kinds = {"ours (stages 02-04)": "tab:blue", "ceilings (no model)": "tab:gray", "the peers": "tab:orange"}
+    ours, ceiling, peer = kinds
+    colors = [kinds[ours if n[0] == "0" else ceiling if n.startswith("ceiling") else peer] for n in names]
     fig, ax = plt.subplots(figsize=(8, 4))
-    # ours blue, the peers orange, the ceilings grey
-    colors = ["tab:blue" if n[0] == "0" else "tab:gray" if n.startswith("ceiling") else "tab:orange" for n in names]
-    ax.barh(names, values, color=colors)
+    ax.barh(names, values, xerr=errors, capsize=3, color=colors)
     floor = results["in_process_floor"]["single_calls_per_s"] * WORKERS
-    ax.axvline(floor, color="black", linestyle="--", label=f"in-process floor x {WORKERS} cores")
-    ax.set_xlabel("single-row requests/s at 8 connections (wrk)")
+    line = ax.axvline(floor, color="black", linestyle="--")
+    ax.set_xlabel(f"single-row requests/s at 8 connections (wrk; median of {results['rounds']} rounds, bar: range)")
     ax.set_title("Per-request overhead decides single-row throughput")
     ax.invert_yaxis()
-    ax.legend(loc="lower right")
+    handles = [Patch(color=c, label=k) for k, c in kinds.items()]
+    ax.legend([*handles, line], [*kinds, f"in-process floor x {WORKERS} cores"], loc="lower right", fontsize=8)
+    if results.get("run"):
+        fig.text(0.995, 0.005, f"run {results['run']['run_id']}", ha="right", va="bottom", fontsize=7, color="gray")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -593,13 +630,14 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(args.out.read_text())
         return report(results, args)
     seconds = 1.0 if args.smoke else args.seconds
-    results: dict[str, Any] = {"environment": environment(), "stages_from": str(STAGES),
-                               "seconds_per_load": seconds, "workers": WORKERS, "smoke": args.smoke,
-                               "servers": {}}  # fmt: skip
+    run = publish.published()  # the publishing run this is part of (make bench / make results), if any
+    results: dict[str, Any] = {"run": publish.stamp(run) if run and not args.smoke else None,
+                               "environment": environment(), "seconds_per_load": seconds, "workers": WORKERS,
+                               "smoke": args.smoke, "servers": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         model = work / "iris.joblib"
-        subprocess.run([str(STAGE_VENV / "python"), str(STAGES / "01_model_py" / "model.py"), "train", "--model",
+        subprocess.run([str(STAGE_VENV / "python"), str(ROOT / "01_model_py" / "model.py"), "train", "--model",
                         str(model)], check=True, capture_output=True, timeout=120)  # fmt: skip
         bodies = {}
         for name, (kind, rows) in REQUESTS.items():
@@ -631,40 +669,17 @@ def main(argv: list[str] | None = None) -> int:
                         result = measure_once(server, name, kind, rows, connections, bodies[name], seconds)
                         measured[server.name].setdefault(f"{name}@{connections}", []).append(result)
         for name, loads in measured.items():
-            results["servers"][name] = {"loads": {k: median_round(v) for k, v in loads.items()}}
+            results["servers"][name] = {"loads": {k: median_of_rounds(v) for k, v in loads.items()}}
         results["rounds"] = rounds
-        results["in_process_floor"] = {
-            k: sorted(f[k] for f in floors)[(len(floors) - 1) // 2] for k in floors[0] if k not in ("calls", "batches")
-        }
+        results["in_process_floor"] = {"rounds": len(floors)}
+        for key in [k for k in floors[0] if k.endswith("_per_s") or k == "single_cpu_us"]:
+            values = sorted(f[key] for f in floors)
+            results["in_process_floor"].update(
+                {key: values[(len(values) - 1) // 2], f"{key}_min": values[0], f"{key}_max": values[-1]}
+            )
     if not args.smoke:
         results["costs"] = costs()
     return report(results, args)
-
-
-def before_after(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """Stage 03 and FastAPI before and after the fixes (model.py bulk path; gunicorn max_requests)."""
-
-    def figures(run: dict[str, Any]) -> dict[str, Any]:
-        table = run["summary"]["table"]
-        keys = ("single_rps@8", "batch_rows_per_s@8", "v2_batch_rows_per_s@8")
-        found = {f"{server}: {k}": table[server][k] for server in ("03 gunicorn", "FastAPI + uvicorn") for k in keys}
-        found["in-process floor: batch rows/s"] = run["in_process_floor"]["batch_rows_per_s"]
-        found["in-process floor: single calls/s"] = run["in_process_floor"]["single_calls_per_s"]
-        return found
-
-    b, a = figures(before), figures(after)
-    return {
-        "load_average_at_start": {
-            "before": before["environment"]["load_average_at_start"],
-            "after": after["environment"]["load_average_at_start"],
-        },
-        "how": "bench/fix_before_after.sh: stage 03, FastAPI and the floor with the stage folders as they were "
-        "before the first fix, then of this checkout, back to back, same rounds and seconds "
-        "(results/bench-before-fix.json, results/bench-after-fix.json)",
-        "before": b,
-        "after": a,
-        "after_over_before": {k: round(a[k] / b[k], 2) if a[k] and b[k] else None for k in b},
-    }
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> int:
@@ -674,10 +689,6 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     if not args.smoke and not args.only and profile_file.exists():
         results["profile"] = json.loads(profile_file.read_text())
     results["summary"]["why_missed"] = explain(results, results.get("profile"))
-    before_file, after_file = ROOT / "results" / "bench-before-fix.json", ROOT / "results" / "bench-after-fix.json"
-    if not args.smoke and before_file.exists() and after_file.exists() and args.out.name == "bench.json":
-        before, after = (json.loads(f.read_text()) for f in (before_file, after_file))
-        results["fix_before_after"] = before_after(before, after)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     if not args.smoke and not args.only:

@@ -464,14 +464,14 @@ def build_model_image(base_image: str, model: Path, tag: str) -> str:
     return tag
 
 
-def container_pids(pod: dict[str, Any]) -> list[int]:
-    """Host PIDs of the pod's server container (gunicorn), its PID 1 first.
+def container_pids(pod: dict[str, Any], container: str = "server") -> list[int]:
+    """Host PIDs of the pod's ``container`` (the server: gunicorn; the proxy: nginx), its PID 1 first.
 
     The pods' processes are processes of this machine (on kind, inside the node
     container, still visible here): each sits in a cgroup named after its
     container ID, which the pod's status gives.
     """
-    statuses = [s for s in pod["status"].get("containerStatuses") or [] if s["name"] == "server"]
+    statuses = [s for s in pod["status"].get("containerStatuses") or [] if s["name"] == container]
     if not statuses or not statuses[0].get("containerID"):
         return []
     container_id = statuses[0]["containerID"].split("://", 1)[1]
@@ -535,6 +535,7 @@ class Cluster(Layer):
     crash_targets = ("server", "worker", "pod")
     poll_interval = 0.5  # each look is a few API calls
     behind_proxy = True  # nginx is a sidecar in every pod (k8s/base/deployment.yaml)
+    path = "nginx sidecar, NodePort Service"
 
     def __init__(
         self,
@@ -669,8 +670,14 @@ class Cluster(Layer):
         return image_self_contained(self.image)
 
     def cost(self) -> dict[str, Any]:
-        """The cluster's own processes (measured at idle: call it before any load) and its objects."""
-        return {"image_mib": round(image_size(self.image) / 2**20, 1), "cluster": control_plane_cost()}
+        """The cluster's own processes (measured at idle: call it before any load), its objects, and the
+        memory of the nginx sidecars the pods run beside the server."""
+        sidecars = [pid for pod in self.serving_pods() for pid in container_pids(pod, "proxy")]
+        return {
+            "image_mib": round(image_size(self.image) / 2**20, 1),
+            "cluster": control_plane_cost(),
+            "sidecar_pss_mib": round(sum(process_memory(pid)["pss"] for pid in sidecars) / 2**20, 1),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ from harness.core import Layer
 from harness.core import LayerError
 from harness.core import children
 from harness.core import namespace_pid
+from harness.core import process_memory
 from harness.core import wait_ready
 from harness.golden import load_golden
 
@@ -152,6 +153,7 @@ class Container(Layer):
     upgrade_mechanism = "stop the old container, start a new one with the new model"
     crash_targets = ("server", "worker")
     restart_policy = "on-failure"
+    path = "published port"
 
     def __init__(
         self,
@@ -298,12 +300,28 @@ class Container(Layer):
         return image_self_contained(self.image)
 
     def cost(self) -> dict[str, Any]:
-        """The image: what every machine that runs this layer must download and store."""
-        return {"image_mib": round(image_size(self.image) / 2**20, 1)}
+        """The image (what every machine that runs this layer must download and store) and the engine's
+        own processes (what it must run beside the container)."""
+        return {"image_mib": round(image_size(self.image) / 2**20, 1), "engine": engine_memory()}
 
     def serving_pids(self) -> list[int]:
         pid = self.pid1()
         return [pid, *children(pid)]
+
+
+def engine_memory() -> dict[str, Any]:
+    """PSS of the Docker engine's processes: dockerd, its containerd, the containers' shims and port proxies
+    (each names docker, or containerd's namespace for Docker, moby, on its command line; a Kubernetes
+    node's own containerd does not)."""
+    found: dict[str, float] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if command.split(" ", 1)[0].endswith("dockerd") or "docker" in command or "moby" in command:
+                found[f"{(proc / 'comm').read_text().strip()} {proc.name}"] = process_memory(int(proc.name))["pss"]
+        except (OSError, ValueError):  # ended meanwhile
+            continue
+    return {"processes": sorted(found), "pss_mib": round(sum(found.values()) / 2**20, 1)}
 
 
 def predict_once(port: int) -> int:

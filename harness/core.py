@@ -190,6 +190,8 @@ class Layer:
     poll_interval: float = 0.05
     #: whether a buffering proxy (nginx) answers clients in front of the server
     behind_proxy: bool = False
+    #: the way a request takes from the client to the server, as a results row states it
+    path: str = "direct"
 
     def __init__(
         self, model_path: Path | None = None, port: int | None = None, env: dict[str, str] | None = None, app: str = APP

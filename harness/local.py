@@ -35,6 +35,7 @@ class InProcess(Layer):
     upgrade_mechanism = "re-import in your own program"
     serves_http = False
     crash_targets = ()
+    path = "in-process"
 
     def __init__(self, model_path: Path | None = None, port: int | None = None, env=None, app: str = APP):
         super().__init__(model_path, port=0, env=env, app=app)

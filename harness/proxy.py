@@ -53,6 +53,7 @@ class GunicornBehindNginx(Gunicorn):
 
     name = "03 gunicorn + nginx"
     behind_proxy = True
+    path = "nginx"
 
     def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP):
         super().__init__(model_path, port, env, app)
@@ -112,6 +113,7 @@ class ProxiedContainer(Container):
     """
 
     name = "04 container + nginx"
+    path = "nginx, published port"
     behind_proxy = True
 
     def __init__(self, *args, proxy_image: str | None = None, **kwargs):

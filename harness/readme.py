@@ -4,6 +4,10 @@ Each README holds a block between ``<!-- figures:NAME -->`` and
 ``<!-- /figures:NAME -->``; `make scorecard` rewrites those blocks from
 results/scorecard.json, and tests/test_docs.py fails when a block and the
 results disagree. So no README states a figure that no code produced.
+
+Every rate is shown with its spread over the run's rounds (harness.spread),
+every comparison is made on one route (direct, or through nginx), and every
+block names the run it comes from, with a warning when that run was contended.
 """
 
 from __future__ import annotations
@@ -14,31 +18,60 @@ from typing import Any
 
 from harness.paths import ROOT
 from harness.paths import STAGES
+from harness.quiet import warning
+from harness.spread import SAME
+from harness.spread import plus_minus
+from harness.spread import ratio
 
 BLOCK = re.compile(r"(<!-- figures:(\w+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
+#: the layer the others are compared with, route by route
+BARE = "03 gunicorn"
 
 
 def _stage(results: dict[str, Any], number: int) -> dict[str, Any] | None:
     return next((s for s in results["stages"] if s["stage"] == number), None)
 
 
+def route(entry: dict[str, Any]) -> str:
+    """The route a throughput entry took, for like-with-like comparisons: in-process, direct or nginx."""
+    path = entry["path"]
+    return "nginx" if "nginx" in path else path if path == "in-process" else "direct"
+
+
+def rate(
+    stage: dict[str, Any], connections: int, path: str | None = None, route: str | None = None
+) -> dict[str, Any] | None:
+    """The throughput entry of ``stage`` at ``connections`` on ``path`` (or ``route``); the layer's own path
+    (its first entry) when neither is given; None when it was not measured."""
+    entries = [t for t in stage.get("throughput", []) if t["connections"] == connections and t.get("rps")]
+    if route is not None:
+        entries = [t for t in entries if _route(t) == route]
+    elif path is not None:
+        entries = [t for t in entries if t["path"] == path]
+    else:
+        entries = [t for t in entries if t["path"] == stage.get("path", t["path"])]
+    return entries[0] if entries else None
+
+
+_route = route  # ``rate`` takes a parameter of the same name
+
+
 def _rps(stage: dict[str, Any], connections: int) -> float | None:
-    match = [t for t in stage.get("throughput", []) if t["connections"] == connections and t.get("rps")]
-    return match[0]["rps"] if match else None
+    entry = rate(stage, connections)
+    return entry["rps"] if entry else None
 
 
-def _p50(stage: dict[str, Any]) -> float | None:
-    match = [t for t in stage.get("throughput", []) if t["connections"] == 1 and t.get("latency_ms")]
-    return match[0]["latency_ms"]["p50"] if match else None
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a and b else "not measured"
-
-
-def _machine(results: dict[str, Any]) -> str:
-    env = results["environment"]
-    return f"measured by `make scorecard` on {env['cpus_usable']} CPUs ({env['cpu_model']}), {env['measured_at'][:10]}"
+def run_line(results: dict[str, Any]) -> str:
+    """Which run the figures come from, and the contention warning when it was busy."""
+    env, run = results["environment"], results.get("run")
+    where = f"on {env['cpus_usable']} CPUs ({env['cpu_model']}), {env['measured_at'][:10]}"
+    if not run:
+        return f"measured {where}, outside a publishing run (no calibration)"
+    floor = run["calibration"]["floor"]
+    line = (f"run {run['run_id']} {where}; calibration: in-process floor {floor['median']:,.0f} calls/s, "
+            f"spread {floor['spread']:.1%} over {len(floor['calls_per_s'])} rounds")  # fmt: skip
+    alarm = warning(run["calibration"])
+    return f"{alarm}\n{line}" if alarm else line
 
 
 def _crash(crash: dict[str, Any]) -> str:
@@ -69,12 +102,49 @@ def _recovers(crash: dict[str, Any]) -> str:
     return f"{crash['recovery_s']:.1f} s" if crash["recovered"] else "never"
 
 
+def brought_along_mib(stage: dict[str, Any]) -> float | None:
+    """Memory of what the layer brings beside the model's processes: the engine, the cluster, a sidecar."""
+    cost = stage["cost"]
+    parts = [cost.get("engine", {}).get("pss_mib"), cost.get("cluster", {}).get("pss_mib"), cost.get("sidecar_pss_mib")]
+    parts = [p for p in parts if p is not None]
+    return round(sum(parts), 1) if parts else None
+
+
+def rates_table(results: dict[str, Any]) -> str:
+    """Single-row requests/s per layer and path, with spread, and each against bare gunicorn on the same route."""
+    bare = next((s for s in results["stages"] if s["layer"] == BARE), None)
+    header = (f"{'layer':<24}{'path':<33}{'rps@1':>11}{'rps@8':>11}{'p50@1 ms':>10}{'conn/req':>10}"
+              f"{'CPU@8':>7}  {'@8 against 03 on the same route'}")  # fmt: skip
+    rows = [header, "-" * len(header)]
+    for s in results["stages"]:
+        for path in dict.fromkeys(t["path"] for t in s.get("throughput", [])):
+            one, eight = rate(s, 1, path), rate(s, 8, path)
+            same = rate(bare, 8, route=route(eight)) if bare and eight else None
+            against = "-" if not same or same is eight else ratio(eight, same)
+            cpu = eight.get("server_cpu_cores") if eight else None
+            rows.append(
+                f"{s['layer'] if path == s['path'] else '':<24}{path:<33}{plus_minus(one) if one else '-':>11}"
+                f"{plus_minus(eight) if eight else '-':>11}{one['latency_ms']['p50'] if one else '-':>10}"
+                f"{_conn(eight):>10}{'-' if cpu is None else cpu:>7}  {against}"
+            )
+    rows.append(
+        f"median of {results.get('rounds', 1)} interleaved rounds, ± half their range; '{SAME}' where the ranges "
+        "overlap; conn/req: TCP connections the client opened per request; CPU@8: the server's cores at 8 clients"
+    )
+    return "\n".join(rows)
+
+
+def _conn(entry: dict[str, Any] | None) -> str:
+    value = (entry or {}).get("client_connections_per_request")
+    return "-" if value is None else f"{value:.2f}"
+
+
 def summary_table(results: dict[str, Any]) -> str:
-    """The capability-and-cost table as plain text (the tour and the README print it)."""
+    """The rates table and the capability-and-cost table as plain text (the tour and the README print them)."""
     header = (
-        f"{'layer':<24}{'curl':>5}{'rps@1':>7}{'rps@8':>7}{'kill server: failed':>21}{'no answer':>10}"
-        f"{'back':>7}{'kill worker: back':>19}{'upgrade: failed':>17}{'stall':>7}{'+lines':>7}{'MiB':>6}"
-        f"{'50 slow: ok':>13}"
+        f"{'layer':<24}{'curl':>5}{'kill server: failed':>21}{'no answer':>10}"
+        f"{'back':>7}{'kill worker: back':>19}{'upgrade: failed':>17}{'stall':>7}{'+lines':>7}{'MiB':>7}"
+        f"{'+brings':>8}{'50 slow: ok':>13}"
     )
     rows = [header, "-" * len(header)]
     for s in results["stages"]:
@@ -83,18 +153,18 @@ def summary_table(results: dict[str, Any]) -> str:
         no_answer = f"{crash['longest_stall_s']:.1f} s" if crash.get("applicable", True) else "n/a"
         rows.append(
             f"{s['layer']:<24}{'yes' if s['reach']['reachable'] else 'no':>5}"
-            f"{_rps_text(s, 1):>7}{_rps_text(s, 8):>7}{_answered(crash, 'failed'):>21}{no_answer:>10}"
+            f"{_answered(crash, 'failed'):>21}{no_answer:>10}"
             f"{_recovers(crash):>7}{_recovers(worker):>19}{_answered(up, 'failed'):>17}{stall:>7}"
-            f"{s['cost']['lines_added']:>7}{s['memory']['pss_mib'] or '-':>6}{_slow_share(s):>13}"
+            f"{s['cost']['lines_added']:>7}{s['memory']['pss_mib'] or '-':>7}{brought_along_mib(s) or '-':>8}"
+            f"{_slow_share(s):>13}"
         )
-    env = results["environment"]
     rows.append(
         f"kills: SIGKILL under load, every layer watched {_window(results)} s; 'no answer': the longest time "
-        "without a successful answer; MiB: PSS at idle; 50 slow: normal requests answered while 50 slow clients "
+        "without a successful answer; MiB: PSS of the model's processes at idle; +brings: PSS of what the layer "
+        "brings beside them (engine, cluster, sidecar); 50 slow: normal requests answered while 50 slow clients "
         "wait (alone/behind nginx)"
     )
-    rows.append(f"measured {env['measured_at']} on {env['cpus_usable']} CPUs ({env['cpu_model']})")
-    return "\n".join(rows)
+    return "\n\n".join([rates_table(results), "\n".join(rows), run_line(results)])
 
 
 def _slow_share(stage: dict[str, Any]) -> str:
@@ -106,11 +176,6 @@ def _slow_share(stage: dict[str, Any]) -> str:
 def _window(results: dict[str, Any]) -> str:
     windows = {s["crash"]["observed_s"] for s in results["stages"] if s["crash"].get("applicable", True)}
     return "/".join(f"{w:.0f}" for w in sorted(windows)) or "-"
-
-
-def _rps_text(stage: dict[str, Any], connections: int) -> str:
-    rps = _rps(stage, connections)
-    return f"{rps:.0f}" if rps else "-"
 
 
 def _slow_run(run: dict[str, Any]) -> str:
@@ -128,10 +193,25 @@ def _slow_clients(stage: dict[str, Any]) -> list[str]:
         hold = f"{runs[0]['hold_s']:.0f}" if runs else "?"
         lines.append(f"- Slow clients ({entry['layer']}), normal requests sent while they waited {hold} s: "
                      + "; ".join(_slow_run(r) for r in runs) + ".")  # fmt: skip
-        if "throughput_8" in entry:
-            with_proxy, alone = entry["throughput_8"]["rps"], _rps(stage, 8)
-            lines.append(f"- Throughput at 8 clients with nginx in front: {with_proxy} requests/s, "
-                         f"{_ratio(with_proxy, alone)} the {alone} requests/s without it (same run).")  # fmt: skip
+    return lines
+
+
+def _throughput(results: dict[str, Any], stage: dict[str, Any]) -> list[str]:
+    """A line per path the layer was measured on: requests/s at 8 clients with spread, against the
+    previous layer and bare gunicorn on the same route, and the connections the client opened."""
+    lines = []
+    previous = _stage(results, stage["stage"] - 1)
+    for path in dict.fromkeys(t["path"] for t in stage.get("throughput", [])):
+        eight = rate(stage, 8, path)
+        if not eight:
+            continue
+        text = f"- Throughput at 8 clients ({path}): {plus_minus(eight)} requests/s"
+        before = rate(previous, 8, route=route(eight)) if previous else None
+        if before:
+            text += f", against the previous layer on the same route ({before['path']}): {ratio(eight, before)}"
+        if eight.get("client_connections_per_request") is not None:
+            text += f"; the client opened {eight['client_connections_per_request']:.2f} connections per request"
+        lines.append(text + ".")
     return lines
 
 
@@ -144,7 +224,7 @@ def render(name: str, results: dict[str, Any]) -> str:
         lines = _slow_clients(stage) if stage else []
         if not lines:
             return "- Slow clients: not measured in the last scorecard run.\n"
-        return "\n".join([*lines, f"- ({_machine(results)}; rerun `make scorecard` to refresh.)"]) + "\n"
+        return "\n".join([*lines, f"- ({run_line(results)}; rerun `make results` to refresh.)"]) + "\n"
     number = int(name.removeprefix("stage"))
     stage = _stage(results, number)
     if stage is None:
@@ -153,29 +233,25 @@ def render(name: str, results: dict[str, Any]) -> str:
     cost, memory = stage["cost"], stage["memory"]
     lines = []
     if not stage["crash"].get("applicable", True):  # no server: the in-process floor
-        t = stage["throughput"][0]
-        lines.append(f"- In-process floor: p50 {t['latency_ms']['p50']} ms per single-row prediction; "
+        t = rate(stage, 1)
+        lines.append(f"- In-process floor: {plus_minus(t)} single-row predictions/s, p50 {t['latency_ms']['p50']} ms; "
                      f"reach: {stage['reach']['why']}.")  # fmt: skip
     else:
         lines.append(f"- Kill the server process under load (SIGKILL): {_crash(stage['crash'])}.")
         if stage.get("crash_worker", {}).get("applicable"):
             lines.append(f"- Kill one worker under load: {_crash(stage['crash_worker'])}.")
         lines.append(f"- Upgrade to version 2 under load: {_upgrade(stage['upgrade'])}.")
-        previous, floor = _stage(results, number - 1), _stage(results, 1)
-        throughput = f"- Throughput at 8 clients: {_rps(stage, 8)} requests/s"
-        if previous and _rps(previous, 8):
-            throughput += f", {_ratio(_rps(stage, 8), _rps(previous, 8))} the previous layer's"
-        if floor and _p50(stage) is not None:
-            throughput += f"; single-row p50 {_p50(stage)} ms, {_p50(stage) - _p50(floor):.3f} ms above in-process"
-        lines.append(throughput + ".")
+        lines += _throughput(results, stage)
+    brings = brought_along_mib(stage)
     lines.append(
         f"- Cost: {cost['lines_added']} lines of code and configuration added against the previous stage, "
         f"{cost['packages']} pinned packages ({cost['installed_mib']} MiB installed), "
         + (
-            f"{memory['pss_mib']} MiB PSS at idle in {memory['processes']} process(es)."
+            f"{memory['pss_mib']} MiB PSS at idle in {memory['processes']} process(es)"
             if memory["pss_mib"] is not None
-            else "memory not measured from the host."
+            else "memory not measured from the host"
         )
+        + (f", and {brings} MiB PSS of what the layer brings beside them." if brings else ".")
     )
     if cost.get("image_mib"):
         lines.append(f"- Image: {cost['image_mib']} MiB.")
@@ -186,7 +262,7 @@ def render(name: str, results: dict[str, Any]) -> str:
             f" and {c['cpu_cores']} CPU cores in {len(c['processes'])} processes ({', '.join(c['processes'])});"
             f" {c['objects_in_namespace']} objects in the namespace from {c['yaml_lines']} lines of YAML."
         )
-    lines.append(f"- ({_machine(results)}; rerun `make scorecard` to refresh.)")
+    lines.append(f"- ({run_line(results)}; rerun `make results` to refresh.)")
     return "\n".join(lines) + "\n"
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import floor
 from harness.core import STAGES
 from harness.core import Layer
 from harness.core import cpu_seconds
@@ -24,7 +24,6 @@ from harness.core import wait_until
 from harness.diff import code_changes
 from harness.golden import load_golden
 from harness.golden import mismatches
-from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
 from harness.load import run_wrk
 
@@ -56,57 +55,37 @@ def reach(layer: Layer) -> dict[str, Any]:
     return {"reachable": not problems, "why": "; ".join(problems) or "curl got the golden predictions"}
 
 
-def in_process_latency(layer: Layer, seconds: float = 2.0, max_calls: int = 20_000) -> dict[str, Any]:
-    """The floor: single-row predictions called directly, no HTTP (p50/p95/p99 in ms, calls/s)."""
-    timings = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and len(timings) < max_calls:
-        start = time.perf_counter()
-        layer.predict([EXAMPLE_ROW])
-        timings.append((time.perf_counter() - start) * 1000)
-    quantiles = statistics.quantiles(timings, n=100)
-    return {
-        "connections": 1,
-        "requests": len(timings),
-        "rps": round(len(timings) / (sum(timings) / 1000), 1),
-        "latency_ms": {"p50": round(quantiles[49], 3), "p95": round(quantiles[94], 3), "p99": round(quantiles[98], 3)},
-        "errors": {},
-        "client_cpu_cores": None,
-    }
+def client_connections() -> int:
+    """TCP connections this machine's network namespace has opened so far (/proc/net/snmp ActiveOpens).
 
-
-def in_process_batch(layer: Layer, rows: int = 1000, seconds: float = 2.0, max_calls: int = 2_000) -> dict[str, Any]:
-    """Batch throughput in-process: rows/s when ``rows`` rows are predicted per call."""
-    batch = [EXAMPLE_ROW] * rows
-    timings = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and len(timings) < max_calls:
-        start = time.perf_counter()
-        layer.predict(batch)
-        timings.append(time.perf_counter() - start)
-    return {
-        "rows_per_call": rows,
-        "calls": len(timings),
-        "rows_per_s": round(rows * len(timings) / sum(timings), 1),
-        "p50_ms_per_call": round(statistics.median(timings) * 1000, 3),
-    }
-
-
-def server_cpu_seconds(pids: list[int]) -> float:
-    """CPU used so far by a server's processes, with that of the workers they reaped (replaced) included."""
-    return sum(cpu_seconds(p, reaped=True) for p in pids)
+    Read around a wrk run, it counts the connections the client had to open: one per request when the
+    server closes each one (gunicorn's sync worker), a handful when a proxy keeps them alive (nginx).
+    """
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("ActiveOpens")])
 
 
 def throughput(layer: Layer, connections: int, seconds: float = 5.0) -> dict[str, Any]:
-    """Single-row /predict throughput and latency at ``connections`` clients, with server CPU use."""
+    """Single-row /predict throughput and latency at ``connections`` clients, with server CPU use and the
+    connections the client opened per request; for a layer without a server, the in-process floor."""
     if not layer.serves_http:
-        return in_process_latency(layer, seconds=min(seconds, 2.0))
-    before = server_cpu_seconds(layer.serving_pids())
+        single = floor.single_row(layer.model_path, seconds)
+        return {"connections": 1, "path": layer.path, "rps": single["single_calls_per_s"],
+                "requests": single["calls"], "latency_ms": single["latency_ms"], "errors": {},
+                "client_cpu_cores": None}  # fmt: skip
+    before = {pid: cpu_seconds(pid, reaped=True) for pid in layer.serving_pids()}
+    opened = client_connections()
     result = run_wrk(layer.base_url, connections, seconds)
+    opened = client_connections() - opened
     # Workers started during the run (max_requests recycles them) count from their start;
     # those that ended count through their master's reaped CPU.
-    used = server_cpu_seconds(layer.serving_pids()) - before
-    result["server_cpu_cores"] = round(used / result["duration_s"], 2) if result["duration_s"] else None
+    used = {pid: cpu_seconds(pid, reaped=True) - before.get(pid, 0.0) for pid in layer.serving_pids()}
+    duration = result["duration_s"]
+    result["server_cpu_cores"] = round(sum(used.values()) / duration, 2) if duration else None
+    # how many of the server's processes worked (a tenth of a core or more): what it could use at most
+    result["server_busy_processes"] = sum(u >= 0.1 * duration for u in used.values()) if duration else None
+    result["client_connections_per_request"] = round(opened / result["requests"], 3) if result["requests"] else None
+    result["path"] = layer.path
     return result
 
 

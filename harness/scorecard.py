@@ -19,10 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import publish
 from harness import readme
 from harness import scenarios
 from harness import slowclients
@@ -30,6 +32,7 @@ from harness.cluster import cluster_reachable
 from harness.container import docker_available
 from harness.core import ROOT
 from harness.core import STAGES
+from harness.core import Layer
 from harness.core import LayerError
 from harness.core import model_module
 from harness.core import train_model
@@ -37,10 +40,21 @@ from harness.layers import PROTECTED
 from harness.layers import layer_class
 from harness.load import EXAMPLE_ROW
 from harness.load import wrk_available
+from harness.quiet import Busy
+from harness.readme import BARE
+from harness.readme import rate
+from harness.readme import route
 from harness.readme import summary_table
+from harness.spread import MAX_SPREAD
+from harness.spread import differs
+from harness.spread import median_round
+from harness.spread import plus_minus
 
 RESULTS = ROOT / "results" / "scorecard.json"
 THROUGHPUT_SECONDS = 5
+ROUNDS = 3
+#: the bucket of every timeline the scorecard records (the notebooks plot them: one width, comparable bars)
+TIMELINE_S = 0.25
 
 
 def say(message: str) -> None:
@@ -95,64 +109,87 @@ def environment() -> dict[str, Any]:
     }
 
 
-def measure_stage(
-    stage: int,
-    workdir: Path,
-    seconds: int = THROUGHPUT_SECONDS,
-    observe: float = scenarios.OBSERVE_S,
-    hold: float = slowclients.HOLD_S,
+def start_layers(stage: int, workdir: Path, stack: ExitStack) -> tuple[Layer, Layer | None, dict[str, Any]]:
+    """Start ``stage``'s layer (and its variant behind nginx, where it has one) on a fresh version-1 model,
+    each stopped when ``stack`` closes; measure what needs it at idle: cold start, reach, memory, cost."""
+    v1 = train_model(workdir / f"stage{stage}-v1", version="1")
+    served = workdir / f"stage{stage}-served" / "iris.joblib"
+    model_module().install(v1, served)
+    layer = layer_class(stage)(served)
+    say(f"[{layer.name}] starting")
+    cold = layer.start()
+    stack.callback(layer.stop)
+    result: dict[str, Any] = {"stage": stage, "layer": layer.name, "path": layer.path, "cold_start_s": round(cold, 3)}
+    say(f"[{layer.name}] reach: curl; what the host needs; memory and cost at idle")
+    result["reach"] = scenarios.reach(layer)
+    result["self_contained"] = layer.self_contained()
+    result["memory"] = scenarios.idle_memory(layer)
+    result["extra_cost"] = layer.cost()  # at idle, before any load makes an autoscaler add pods
+    variant = None
+    if stage in PROTECTED:
+        extra = {"image": layer.image} if getattr(layer, "image", None) else {}
+        variant = PROTECTED[stage](served, **extra)
+        say(f"[{variant.name}] starting")
+        variant.start()
+        stack.callback(variant.stop)
+        result["memory_with_proxy"] = scenarios.idle_memory(variant)
+    return layer, variant, result
+
+
+def interleaved_throughput(layers: list[Layer], rounds: int, seconds: float) -> dict[str, list[dict[str, Any]]]:
+    """Throughput at 1 and 8 clients of every started layer, in ``rounds`` that visit each layer in turn
+    (the order rotating), so whatever else the machine does falls on every layer alike; per layer name,
+    the median round of each load with every round's rate and the spread (harness.spread)."""
+    measured: dict[str, dict[int, list[dict[str, Any]]]] = {layer.name: {} for layer in layers}
+    for number in range(rounds):
+        shift = number % len(layers)
+        for layer in layers[shift:] + layers[:shift]:
+            for connections in (1, 8) if layer.serves_http else (1,):
+                say(f"[{layer.name}] throughput round {number + 1}/{rounds}: {connections} client(s), {seconds} s")
+                measured[layer.name].setdefault(connections, []).append(
+                    scenarios.throughput(layer, connections, seconds)
+                )
+    return {name: [median_round(runs) for runs in loads.values()] for name, loads in measured.items()}
+
+
+def measure_scenarios(
+    layer: Layer, variant: Layer | None, result: dict[str, Any], observe: float, hold: float, v2: Path
 ) -> dict[str, Any]:
-    """Every scenario against one layer, in an order that leaves it usable to the end.
+    """The scenarios that disturb a layer, in an order that leaves it usable to the end.
 
     What a layer can do decides what runs (``serves_http``, ``crash_targets``):
     a scenario the layer has no use for is recorded as not applicable, with why.
     """
-    v1 = train_model(workdir / f"stage{stage}-v1", version="1")
-    served = workdir / f"stage{stage}-served" / "iris.joblib"
-    model_module().install(v1, served)
-    v2 = train_model(workdir / "v2", version="2", c=0.05)
-    layer = layer_class(stage)(served)
-    result: dict[str, Any] = {"stage": stage, "layer": layer.name}
-    say(f"[{layer.name}] starting")
-    result["cold_start_s"] = round(layer.start(), 3)
-    try:
-        say(f"[{layer.name}] reach: curl; what the host needs; memory and cost at idle")
-        result["reach"] = scenarios.reach(layer)
-        result["self_contained"] = layer.self_contained()
-        result["memory"] = scenarios.idle_memory(layer)
-        extra_cost = layer.cost()  # at idle, before any load makes an autoscaler add pods
-        result["throughput"] = []
-        for connections in (1, 8) if layer.serves_http else (1,):
-            if layer.serves_http and not wrk_available():
-                result["throughput_skipped"] = "wrk is not installed"
-                break
-            say(f"[{layer.name}] throughput: {connections} client(s), {seconds} s")
-            result["throughput"].append(scenarios.throughput(layer, connections, seconds))
-        if layer.serves_http:
-            say(f"[{layer.name}] slow clients: {', '.join(map(str, slowclients.COUNTS))}, with and without a proxy")
-            result["slow_clients"] = slowclients.measure_stage(layer, PROTECTED.get(stage), served, seconds, hold)
-            say(f"[{layer.name}] upgrade to version 2 under load")
-            result["upgrade"] = scenarios.upgrade(layer, v2)
+    if layer.serves_http:
+        say(f"[{layer.name}] slow clients: {', '.join(map(str, slowclients.COUNTS))}, with and without a proxy")
+        result["slow_clients"] = [slowclients.entry(v, hold) for v in (layer, variant) if v is not None]
+        say(f"[{layer.name}] upgrade to version 2 under load")
+        result["upgrade"] = scenarios.upgrade(layer, v2, timeline=TIMELINE_S)
+    else:
+        result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
+    # the worker first: killing the server may leave nothing to kill a worker of (stage 03)
+    for target, key in (("worker", "crash_worker"), ("server", "crash")):
+        if target in layer.crash_targets:
+            say(f"[{layer.name}] crash under load: SIGKILL of the {target}")
+            result[key] = scenarios.crash(layer, target, observe=observe, timeline=TIMELINE_S)
         else:
-            result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
-        # the worker first: killing the server may leave nothing to kill a worker of (stage 03)
-        for target, key in (("worker", "crash_worker"), ("server", "crash")):
-            if target in layer.crash_targets:
-                say(f"[{layer.name}] crash under load: SIGKILL of the {target}")
-                result[key] = scenarios.crash(layer, target, observe=observe)
-            else:
-                why = "no server to crash: the caller's own process" if target == "server" else "no worker processes"
-                result[key] = {"applicable": False, "why": why}
-    finally:
-        layer.stop()
-    result["cost"] = {**scenarios.stage_diff(stage), **scenarios.dependencies(stage), **extra_cost}
+            why = "no server to crash: the caller's own process" if target == "server" else "no worker processes"
+            result[key] = {"applicable": False, "why": why}
+    result["cost"] = {**scenarios.stage_diff(result["stage"]), **scenarios.dependencies(result["stage"]),
+                      **result.pop("extra_cost")}  # fmt: skip
     say(f"[{layer.name}] done")
     return result
 
 
 def implausible(results: dict[str, Any]) -> list[str]:
-    """Every figure in ``results`` that cannot be true: negative, more CPU than the machine has,
-    requests that are not answered + failed, a stall longer than the run. Empty when all is plausible."""
+    """Every figure in ``results`` that cannot be trusted, each as one line; empty when all is plausible.
+
+    Impossible figures: negative, more CPU than the machine has, requests that are not
+    answered + failed, a stall longer than the run. Untrustworthy ones: a rate whose rounds
+    spread beyond harness.spread.MAX_SPREAD; a server below saturation at 8 clients while its
+    latency rises (the machine or the client was the bound, not the layer); a layer that runs the
+    same gunicorn on the same CPUs measured faster than bare gunicorn on the same route beyond the spread.
+    """
     cores = results["environment"]["cpus_usable"]
     problems = []
 
@@ -162,6 +199,9 @@ def implausible(results: dict[str, Any]) -> list[str]:
                 problems.append(f"{where}: requests {value['requests']} != ok {value['ok']} + failed {value['failed']}")
             if value.get("longest_stall_s", 0) > value.get("duration_s", float("inf")) + 0.01:
                 problems.append(f"{where}: a stall of {value['longest_stall_s']} s in a {value['duration_s']} s run")
+            if (value.get("rps_spread") or 0) > MAX_SPREAD:
+                problems.append(f"{where}: rounds {value['rps_rounds']} spread {value['rps_spread']:.0%}, "
+                                f"beyond {MAX_SPREAD:.0%}")  # fmt: skip
             for key, item in value.items():
                 walk(item, f"{where}.{key}")
         elif isinstance(value, list):
@@ -174,7 +214,50 @@ def implausible(results: dict[str, Any]) -> list[str]:
                 problems.append(f"{where}: {value} cores on a {cores}-CPU machine")
 
     walk(results["stages"], "stages")
+    for s in results["stages"]:
+        problems += unsaturated(s, cores)
+    problems += faster_than_bare(results)
     return problems
+
+
+#: at 8 clients a server and its client that use less than this share of the machine's cores, while the
+#: median latency grows beyond LATENCY_GROWTH times that at 1 client, were waiting for something else
+SATURATED_SHARE = 0.6
+#: ... and a server that used less than this share of the cores its busy processes could use
+SATURATED_SHARE_OWN = 0.8
+LATENCY_GROWTH = 2.0
+
+
+def unsaturated(stage: dict[str, Any], cores: int) -> list[str]:
+    """A served layer below saturation at 8 clients while its latency rose: the figure measures contention."""
+    found = []
+    for path in {t["path"] for t in stage.get("throughput", [])}:
+        one, eight = (rate(stage, c, path) for c in (1, 8))
+        if not (one and eight) or eight.get("server_cpu_cores") is None:
+            continue
+        used = eight["server_cpu_cores"] + (eight.get("client_cpu_cores") or 0)
+        ceiling = min(cores, eight.get("server_busy_processes") or cores)  # one process: one core at most
+        grew = eight["latency_ms"]["p50"] > LATENCY_GROWTH * one["latency_ms"]["p50"]
+        if grew and used < SATURATED_SHARE * cores and eight["server_cpu_cores"] < SATURATED_SHARE_OWN * ceiling:
+            found.append(f"{stage['layer']} ({path}) at 8 clients: server and client used {used:.2f} of {cores} "
+                         f"cores while p50 grew from {one['latency_ms']['p50']} to {eight['latency_ms']['p50']} "
+                         "ms: not saturated, the machine was the bound")  # fmt: skip
+    return found
+
+
+def faster_than_bare(results: dict[str, Any]) -> list[str]:
+    """Layers that run the same gunicorn as stage 03 on the same CPUs, faster than it on the same route."""
+    bare = next((s for s in results["stages"] if s["layer"] == BARE), None)
+    found = []
+    for s in results["stages"] if bare else []:
+        for entry in s.get("throughput", []) if s["stage"] > bare["stage"] else []:
+            same = rate(bare, 8, route=route(entry)) if entry["connections"] == 8 else None
+            if same and differs(entry, same) and entry["rps"] > same["rps"]:
+                found.append(
+                    f"{s['layer']} ({entry['path']}) {plus_minus(entry)} req/s at 8 clients beyond "
+                    f"{BARE}'s {plus_minus(same)} ({same['path']}): the same gunicorn cannot be faster"
+                )
+    return found
 
 
 def run(
@@ -183,18 +266,40 @@ def run(
     seconds: int = THROUGHPUT_SECONDS,
     observe: float = scenarios.OBSERVE_S,
     hold: float = slowclients.HOLD_S,
+    rounds: int = ROUNDS,
+    stamp: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Measure ``stages`` and write the results file; return its content."""
+    """Measure ``stages`` and write the results file; return its content.
+
+    Every available layer is started first (and measured at idle), then their
+    throughput is measured in interleaved rounds, then each layer in turn goes
+    through the scenarios that disturb it. ``stamp`` is the publishing run's
+    (harness.publish.stamp): the committed results carry it.
+    """
     started = time.monotonic()
     status = available_stages()
-    results = {"environment": environment(), "stages": [], "not_measured": {}}
-    with tempfile.TemporaryDirectory(prefix="scorecard-") as tmp:
-        for stage in stages:
-            if status.get(stage):
-                say(f"[stage {stage:02d}] skipped: {status[stage]}")
-                results["not_measured"][str(stage)] = status[stage]
-                continue
-            results["stages"].append(measure_stage(stage, Path(tmp), seconds, observe, hold))
+    results = {"run": stamp, "environment": environment(), "rounds": rounds, "stages": [], "not_measured": {}}
+    for stage in stages:
+        if status.get(stage):
+            say(f"[stage {stage:02d}] skipped: {status[stage]}")
+            results["not_measured"][str(stage)] = status[stage]
+    chosen = [stage for stage in stages if not status.get(stage)]
+    with tempfile.TemporaryDirectory(prefix="scorecard-") as tmp, ExitStack() as everything:
+        v2 = train_model(Path(tmp) / "v2", version="2", c=0.05)
+        started_layers = []
+        for stage in chosen:
+            own = ExitStack()  # closed when this stage is done; ``everything`` closes it on an error
+            everything.push(own)
+            layer, variant, result = start_layers(stage, Path(tmp), own)
+            started_layers.append((own, layer, variant, result))
+        served = [x for _, layer, variant, _ in started_layers for x in (layer, variant) if x is not None]
+        rates = interleaved_throughput(served, rounds, seconds) if served and wrk_available() else {}
+        for own, layer, variant, result in started_layers:
+            result["throughput"] = [t for x in (layer, variant) if x is not None for t in rates.get(x.name, [])]
+            if layer.serves_http and not wrk_available():
+                result["throughput_skipped"] = "wrk is not installed"
+            results["stages"].append(measure_scenarios(layer, variant, result, observe, hold, v2))
+            own.close()
     results["environment"]["scorecard_seconds"] = round(time.monotonic() - started, 1)
     for problem in implausible(results):
         say(f"warning: implausible figure: {problem}")
@@ -241,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hold", type=float, default=slowclients.HOLD_S, help="seconds the slow clients hold their connections"
     )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved throughput rounds (default {ROUNDS})")
     parser.add_argument("--tour", action="store_true", help="one request to each layer, then the last scorecard")
     args = parser.parse_args(argv)
     try:
@@ -252,10 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.tour:
             tour()
-        else:
-            print(
-                summary_table(run(stages, args.out, max(1, args.seconds), max(1.0, args.observe), max(1.0, args.hold)))
-            )
+            return 0
+        # The committed results are published figures: a quiet machine, measured, and a run id.
+        stamp = publish.stamp(publish.current()) if args.out.resolve() == RESULTS.resolve() else None
+        settings = (max(1, args.seconds), max(1.0, args.observe), max(1.0, args.hold), max(1, args.rounds))
+        print(summary_table(run(stages, args.out, *settings, stamp=stamp)))
+    except Busy as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
     except (LayerError, OSError) as exc:  # a layer that would not start, a results file we cannot write
         print(f"error: {exc}", file=sys.stderr)
         return 1

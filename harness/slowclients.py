@@ -234,28 +234,10 @@ def measure(layer: Layer, counts: tuple[int, ...] = COUNTS, **kwargs: Any) -> di
     return {str(n): slow_clients(layer, slow=n, **kwargs) for n in counts}
 
 
-def measure_stage(
-    layer: Layer, protected: type[Layer] | None, model: Any, seconds: float = 5.0, hold: float = HOLD_S
-) -> list[dict]:
-    """The scorecard's slow-clients figures for a started ``layer``, and for ``protected``, its variant behind
-    a buffering proxy, when it has one.
-
-    One entry per variant measured: the layer's name, whether a buffering
-    proxy is in front, ``runs`` (``measure``) and, for the protected variant,
-    its throughput at 8 clients (wrk), to compare with the layer alone.
-    """
-    from harness import scenarios
-    from harness.load import wrk_available
-
-    entries = [{"layer": layer.name, "proxy": layer.behind_proxy, "runs": measure(layer, hold=hold)}]
-    if protected is not None:
-        extra = {"image": layer.image} if getattr(layer, "image", None) else {}
-        with protected(model, **extra) as variant:
-            entry = {"layer": variant.name, "proxy": True, "runs": measure(variant, hold=hold)}
-            if wrk_available():
-                entry["throughput_8"] = scenarios.throughput(variant, 8, seconds)
-        entries.append(entry)
-    return entries
+def entry(layer: Layer, hold: float = HOLD_S) -> dict[str, Any]:
+    """The scorecard's slow-clients figures for a started ``layer``: its name, whether a buffering proxy
+    is in front, and ``runs`` (``measure``)."""
+    return {"layer": layer.name, "proxy": layer.behind_proxy, "runs": measure(layer, hold=hold)}
 
 
 def describe(result: dict[str, Any]) -> str:

@@ -70,6 +70,71 @@ def test_implausible_figures_are_caught():
     assert any("-1.28 is negative" in p for p in problems) and any("!= ok 3 + failed 2" in p for p in problems)
 
 
+def rate(path: str, connections: int, rps: float, spread: float = 0.02, **figures) -> dict:
+    """A throughput entry as the scorecard writes it: the median round with its range."""
+    low, high = rps * (1 - spread / 2), rps * (1 + spread / 2)
+    entry = {
+        "connections": connections,
+        "path": path,
+        "rps": rps,
+        "rps_min": low,
+        "rps_max": high,
+        "rps_rounds": [low, rps, high],
+        "rps_spread": spread,
+        "latency_ms": {"p50": 8 / rps * 1000 * connections},
+    }
+    return {**entry, **figures}  # fmt: skip
+
+
+def synthetic(*stages: dict) -> dict:
+    """A results file with ``stages`` (each: stage, layer, path, throughput), plausible everywhere else."""
+    return {"environment": {"cpus_usable": 2}, "stages": list(stages)}
+
+
+def gunicorn_like(stage: int, layer: str, path: str, rps8: float, cpu8: float = 1.5, client8: float = 0.4) -> dict:
+    return {"stage": stage, "layer": layer, "path": path, "throughput": [
+        rate(path, 1, rps8 / 2, server_cpu_cores=0.5, client_cpu_cores=0.1, server_busy_processes=1),
+        rate(path, 8, rps8, server_cpu_cores=cpu8, client_cpu_cores=client8, server_busy_processes=2),
+    ]}  # fmt: skip
+
+
+def test_a_plausible_synthetic_result_passes():
+    card = synthetic(
+        gunicorn_like(3, "03 gunicorn", "direct", 1900), gunicorn_like(4, "04 container", "published port", 1500)
+    )
+    assert implausible(card) == []
+
+
+def test_a_server_below_saturation_while_latency_rises_is_flagged():
+    # the committed run of 2026-11-30: two workers used 0.83 of 2 cores at 8 clients, p50 13 ms
+    card = synthetic(gunicorn_like(3, "03 gunicorn", "direct", 549, cpu8=0.83, client8=0.1))
+    (problem,) = implausible(card)
+    assert "03 gunicorn (direct) at 8 clients" in problem and "not saturated" in problem, problem
+
+
+def test_one_busy_process_is_saturated_at_one_core():
+    # the development server is one process: one core is all it can use
+    card = synthetic(gunicorn_like(2, "02 Flask dev server", "direct", 500, cpu8=0.95, client8=0.1))
+    card["stages"][0]["throughput"][1]["server_busy_processes"] = 1
+    assert implausible(card) == []
+
+
+def test_the_same_gunicorn_faster_than_bare_on_the_same_route_is_flagged():
+    bare = gunicorn_like(3, "03 gunicorn", "direct", 549)
+    bare["throughput"].append(rate("nginx", 8, 700, server_cpu_cores=1.5, client_cpu_cores=0.3))
+    cluster = gunicorn_like(5, "05 Kubernetes (local)", "nginx sidecar, NodePort Service", 1184)
+    problems = implausible(synthetic(bare, cluster))
+    assert any("05 Kubernetes (local)" in p and "cannot be faster" in p for p in problems), problems
+    cluster["throughput"][1].update(rps=720, rps_min=690, rps_max=750)  # within bare's range on nginx: fine
+    assert implausible(synthetic(bare, cluster)) == []
+
+
+def test_a_rate_whose_rounds_spread_too_wide_is_flagged():
+    card = synthetic(gunicorn_like(3, "03 gunicorn", "direct", 1900))
+    card["stages"][0]["throughput"][1].update(rps_rounds=[1200, 1900, 2100], rps_spread=0.47)
+    assert any("spread 47%" in p for p in implausible(card))
+
+
 def test_bad_stage_list_is_a_one_line_error():
     result = scorecard("--stages", "1,x")
     assert result.returncode == 2 and "--stages takes numbers" in result.stderr and "Traceback" not in result.stderr
@@ -79,7 +144,7 @@ def test_a_layer_that_will_not_start_is_an_error_message_not_a_traceback(monkeyp
     def will_not_start(stage, *settings):
         raise LayerError(f"stage {stage}: http://127.0.0.1:1/v2/health/ready not ready within 60 s")
 
-    monkeypatch.setattr(scorecard_module, "measure_stage", will_not_start)
+    monkeypatch.setattr(scorecard_module, "start_layers", will_not_start)
     code = scorecard_module.main(["--stages", "1", "--out", str(tmp_path / "scorecard.json")])
     err = capsys.readouterr().err
     assert code == 1 and "error: stage 1: " in err and "Traceback" not in err, err
