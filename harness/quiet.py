@@ -30,13 +30,14 @@ from typing import Any
 
 from harness import floor
 from harness.core import train_model
+from harness.spread import MAX_SPREAD
 
 #: the bounds a publishing run needs (the readings are shares of all cores, or of the floor's median)
 LIMITS = {
     "busy_share": 0.25,  # other work on the CPUs: a burner on one of two cores is 0.5
     "load_per_core": 0.75,  # the 1-minute load average over the core count
     "steal_share": 0.05,
-    "floor_spread": 0.15,  # (max - min) / median of the floor's rounds
+    "floor_spread": MAX_SPREAD,  # (max - min) / median of the floor's rounds: no figure may spread further
 }
 SAMPLE_S = 2.0
 FLOOR_ROUNDS = 5

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-#: a rate whose rounds spread wider than this (max - min over the median) is flagged as unstable
-MAX_SPREAD = 0.25
+#: a rate whose rounds spread wider than this (max - min over the median) is flagged as unstable. The bound
+#: is what a quiet 2-core virtual machine here shows on its own: the same in-process loop runs 1,850 to
+#: 3,100 calls/s from one half-minute to the next, with nothing else running and no steal reported.
+MAX_SPREAD = 0.35
 SAME = "no measurable difference"
 
 
