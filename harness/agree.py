@@ -6,7 +6,7 @@ is in its output's metadata: harness.publish.show). The README blocks are render
 from the scorecard and checked equal to it by tests/test_docs.py.
 
 A rate agrees with another when their ranges (min to max over the rounds),
-each widened by the run's own measured noise (the calibration's floor spread),
+each widened by the run's own measured noise (the calibration's floor noise),
 overlap; a ratio (stage 04 over stage 03) likewise, from its two rates' ranges;
 an event (a crash, an upgrade) is one event, the same in every document.
 
@@ -163,9 +163,9 @@ def notebook_run_id(path: Path) -> str | None:
 
 
 def noise(root: Path = ROOT) -> float:
-    """The run's measured noise: the calibration's floor spread (0 without a record)."""
+    """The run's measured noise: the calibration's floor noise (0 without a record)."""
     run = load("run", root)
-    return (run or {}).get("calibration", {}).get("floor", {}).get("spread") or 0.0
+    return (run or {}).get("calibration", {}).get("floor", {}).get("noise") or 0.0
 
 
 def main() -> int:

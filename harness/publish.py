@@ -93,7 +93,7 @@ def banner(run: dict[str, Any] | None) -> str:
     text = (
         f"run {run['run_id']}: calibrated on {c['cores']} cores, other work {c['busy_share']:.0%} of the CPUs, "
         f"load {c['load_average'][0]}, steal {c['steal_share']:.0%}, in-process floor {floor['median']:,.0f} calls/s "
-        f"over {len(floor['calls_per_s'])} rounds (spread {floor['spread']:.1%})"
+        f"over {len(floor['calls_per_s'])} rounds (noise {floor['noise']:.1%}, range {floor['spread']:.1%})"
     )
     warning = quiet.warning(c)
     return f"{warning}\n{text}" if warning else text

@@ -8,7 +8,7 @@ Before a run whose figures are committed, three readings (as pyperf's
   load average against the core count;
 - CPU steal (a virtual machine's host taking cycles back), from the same sample;
 - noise: the in-process floor (harness.floor) repeated in short rounds, whose
-  spread is what any figure of the run can be trusted to.
+  spread (of the middle half: the interquartile range) is what any figure of the run can be trusted to.
 
 A busy machine is refused with one line saying what was seen and what is needed;
 ``FORCE=1`` runs anyway and marks the results contended, and every place that shows
@@ -30,18 +30,18 @@ from typing import Any
 
 from harness import floor
 from harness.core import train_model
-from harness.spread import MAX_SPREAD
+from harness.spread import iqr_spread
 
 #: the bounds a publishing run needs (the readings are shares of all cores, or of the floor's median)
 LIMITS = {
     "busy_share": 0.25,  # other work on the CPUs: a burner on one of two cores is 0.5
     "load_per_core": 0.75,  # the 1-minute load average over the core count
     "steal_share": 0.05,
-    "floor_spread": MAX_SPREAD,  # (max - min) / median of the floor's rounds: no figure may spread further
+    "floor_noise": 0.25,  # the floor's rounds: interquartile range over the median
 }
 SAMPLE_S = 2.0
-FLOOR_ROUNDS = 5
-FLOOR_ROUND_S = 0.4
+FLOOR_ROUNDS = 9
+FLOOR_ROUND_S = 0.3
 
 
 class Busy(RuntimeError):
@@ -62,7 +62,8 @@ def cpu_shares(before: list[int], after: list[int]) -> dict[str, float]:
 
 
 def floor_rounds(model: Path, rounds: int = FLOOR_ROUNDS, seconds: float = FLOOR_ROUND_S) -> dict[str, Any]:
-    """The single-row floor ``rounds`` times: each round's calls/s, the median and the spread."""
+    """The single-row floor ``rounds`` times: each round's calls/s, the median, the range and its spread, and the
+    noise (the middle half's spread: one dip of the machine widens the range, not the noise)."""
     rates = [floor.single_row(model, seconds)["single_calls_per_s"] for _ in range(rounds)]
     median = statistics.median(rates)
     return {
@@ -71,6 +72,7 @@ def floor_rounds(model: Path, rounds: int = FLOOR_ROUNDS, seconds: float = FLOOR
         "min": min(rates),
         "max": max(rates),
         "spread": round((max(rates) - min(rates)) / median, 3) if median else None,
+        "noise": iqr_spread(rates),
     }
 
 
@@ -91,7 +93,7 @@ def calibrate(sample_s: float = SAMPLE_S) -> dict[str, Any]:
         **shares,
         "sample_s": sample_s,
         "floor": noise,
-        "floor_spread": noise["spread"],
+        "floor_noise": noise["noise"],
         "limits": LIMITS,
     }
 

@@ -69,7 +69,7 @@ def run_line(results: dict[str, Any]) -> str:
         return f"measured {where}, outside a publishing run (no calibration)"
     floor = run["calibration"]["floor"]
     line = (f"run {run['run_id']} {where}; calibration: in-process floor {floor['median']:,.0f} calls/s, "
-            f"spread {floor['spread']:.1%} over {len(floor['calls_per_s'])} rounds")  # fmt: skip
+            f"noise {floor['noise']:.1%} over {len(floor['calls_per_s'])} rounds")  # fmt: skip
     alarm = warning(run["calibration"])
     return f"{alarm}. {line}" if alarm else line
 

@@ -33,7 +33,7 @@ def test_the_run_was_calibrated_quiet_before_and_after():
     for when in ("calibration", "calibration_after"):
         calibration = run[when]
         assert calibration["contended"] is False and calibration["problems"] == [], (when, calibration)
-        assert calibration["floor"]["spread"] <= calibration["limits"]["floor_spread"], calibration["floor"]
+        assert calibration["floor"]["noise"] <= calibration["limits"]["floor_noise"], calibration["floor"]
     assert run["contended"] is False
 
 

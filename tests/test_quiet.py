@@ -16,8 +16,9 @@ from harness.layers import ROOT
 from harness.scorecard import RESULTS
 
 QUIET = {"cores": 2, "load_average": [0.1, 0.2, 0.3], "load_per_core": 0.05, "busy_share": 0.03, "steal_share": 0.0,
-         "floor": {"calls_per_s": [2900, 2950, 3000], "median": 2950, "min": 2900, "max": 3000, "spread": 0.034},
-         "floor_spread": 0.034}  # fmt: skip
+         "floor": {"calls_per_s": [2900, 2950, 3000], "median": 2950, "min": 2900, "max": 3000, "spread": 0.034,
+                   "noise": 0.034},
+         "floor_noise": 0.034}  # fmt: skip
 BUSY = {**QUIET, "busy_share": 0.55, "load_per_core": 1.1}
 
 

@@ -131,8 +131,8 @@ def test_the_same_gunicorn_faster_than_bare_on_the_same_route_is_flagged():
 
 def test_a_rate_whose_rounds_spread_too_wide_is_flagged():
     card = synthetic(gunicorn_like(3, "03 gunicorn", "direct", 1900))
-    card["stages"][0]["throughput"][1].update(rps_rounds=[1200, 1900, 2100], rps_spread=0.47)
-    assert any("spread 47%" in p for p in implausible(card))
+    card["stages"][0]["throughput"][1].update(rps_rounds=[1000, 1200, 1900, 2100, 2200], rps_iqr_spread=0.47)
+    assert any("spread 47% (interquartile)" in p for p in implausible(card))
 
 
 def test_bad_stage_list_is_a_one_line_error():
