@@ -40,16 +40,15 @@ from typing import Any
 import requests
 import yaml
 
-from harness.cluster import DEPLOYMENT
-from harness.cluster import NAMESPACE
-from harness.cluster import cluster_reachable
-from harness.cluster import kubectl
-from harness.cluster import validate
 from harness.container import docker
 from harness.container import docker_available
 from harness.container import image_config
 from harness.golden import load_golden
 from harness.golden import mismatches
+from harness.kube import DEPLOYMENT
+from harness.kube import NAMESPACE
+from harness.kube import cluster_reachable
+from harness.kube import kubectl
 from harness.layers import ROOT
 from harness.layers import STAGES
 from harness.layers import LayerError
@@ -57,6 +56,7 @@ from harness.layers import free_port
 from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
 from harness.load import wait_until
+from harness.manifests import validate
 
 HERE = Path(__file__).resolve().parent
 SOLUTIONS = HERE / "solutions"

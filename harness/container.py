@@ -32,6 +32,7 @@ from harness.core import HOST_PATH
 from harness.core import LOOPBACK
 from harness.core import ROOT
 from harness.core import STAGES
+from harness.core import Crashed
 from harness.core import Layer
 from harness.core import LayerError
 from harness.core import children
@@ -67,7 +68,7 @@ def docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.Co
 
 
 def docker_available() -> tuple[bool, str]:
-    """Whether a Docker engine answers; the reason is one readable line either way."""
+    """Whether a Docker engine answers; the reason is one readable line either way (Container.available)."""
     try:
         result = docker("version", "--format", "{{.Server.Version}}", timeout=15, check=False)
     except LayerError as exc:
@@ -78,12 +79,18 @@ def docker_available() -> tuple[bool, str]:
     return True, f"Docker engine {result.stdout.strip()}"
 
 
-def image_tag() -> str:
-    """iris-serving:<first 12 hex of the SHA-256 of the files the image is built from>."""
+def content_tag(name: str, inputs: tuple[str, ...], folder: Path = STAGES[4]) -> str:
+    """``name``:<first 12 hex of the SHA-256 of the ``inputs`` in ``folder``>: a tag that changes exactly
+    when the image built from them would."""
     digest = hashlib.sha256()
-    for name in IMAGE_INPUTS:
-        digest.update((STAGES[4] / name).read_bytes())
-    return f"{IMAGE_NAME}:{digest.hexdigest()[:12]}"
+    for file in inputs:
+        digest.update((folder / file).read_bytes())
+    return f"{name}:{digest.hexdigest()[:12]}"
+
+
+def image_tag(folder: Path = STAGES[4]) -> str:
+    """The stage-04 image's tag for the files in ``folder`` (the stage's own by default)."""
+    return content_tag(IMAGE_NAME, IMAGE_INPUTS, folder)
 
 
 def image_exists(tag: str) -> bool:
@@ -137,13 +144,17 @@ def ensure_base_image() -> None:
             raise LayerError(f"no {BASE_IMAGE} and building the stand-in failed:\n{result.stderr[-2000:]}")
 
 
-def build_image(tag: str | None = None, timeout: float = 900) -> str:
-    """Build the stage-04 image (once: an existing tag is reused) and return its tag."""
-    tag = tag or image_tag()
+def build(tag: str, folder: Path = STAGES[4], dockerfile: str = "Dockerfile", timeout: float = 900) -> str:
+    """Build ``folder``'s ``dockerfile`` as ``tag`` unless the engine has that tag already; return the tag."""
     if not image_exists(tag):
         ensure_base_image()
-        docker("build", "--quiet", "--tag", tag, str(STAGES[4]), timeout=timeout)
+        docker("build", "--quiet", "--file", str(folder / dockerfile), "--tag", tag, str(folder), timeout=timeout)
     return tag
+
+
+def build_image(tag: str | None = None, folder: Path = STAGES[4], timeout: float = 900) -> str:
+    """Build the stage-04 image from ``folder`` (once: an existing tag is reused) and return its tag."""
+    return build(tag or image_tag(folder), folder, timeout=timeout)
 
 
 class Container(Layer):
@@ -165,29 +176,36 @@ class Container(Layer):
         image: str | None = None,
         run_args: tuple[str, ...] = (),
         network: str = "publish",
+        folder: Path | None = None,
     ):
         """``model_path`` None serves the model baked into the image; ``run_args`` go to `docker run`.
 
         ``network="publish"`` (what `make stage-4` does) publishes the port on
         127.0.0.1 through Docker's port proxy; ``"host"`` shares the host's
         network (no proxy, listening on 127.0.0.1 only), to measure what the
-        proxy costs. An ``app`` other than the stage's own replaces the image's command.
+        proxy costs. An ``app`` other than the stage's own replaces the image's
+        command. ``folder`` is what the image is built from when ``image`` is None.
         """
-        super().__init__(model_path, port, env, app)
+        super().__init__(model_path, port, env, app, folder=folder)
         self.image = image
         self.run_args = tuple(run_args)
         self.network = network
         self.container: str | None = None
         self.exit_code: int | None = None
-        self._before_crash: tuple[int, list[int]] = (0, [])  # (PID 1, its workers) when ``crash`` fired
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        return docker_available()
+
+    def network_args(self) -> list[str]:
+        """How the server's container is reached: its port published on 127.0.0.1, or the host's network."""
+        if self.network == "host":
+            return ["--network", "host", "--env", f"HOST={LOOPBACK}", "--env", f"PORT={self.port}"]
+        return ["--publish", f"{LOOPBACK}:{self.port}:{CONTAINER_PORT}"]
 
     def run_command(self) -> list[str]:
         """The `docker run` arguments, the same as `make stage-4` uses plus this test's model and name."""
-        args = ["run", "--detach", "--name", self.container, "--restart", self.restart_policy]
-        if self.network == "host":
-            args += ["--network", "host", "--env", f"HOST={LOOPBACK}", "--env", f"PORT={self.port}"]
-        else:
-            args += ["--publish", f"{LOOPBACK}:{self.port}:{CONTAINER_PORT}"]
+        args = ["run", "--detach", "--name", self.container, "--restart", self.restart_policy, *self.network_args()]
         if self.model_path:
             # Mount the two files, not their directory: pytest's temp dirs are
             # private to root (0700) and the container user is 10001.
@@ -202,7 +220,7 @@ class Container(Layer):
 
     def launch(self) -> None:
         """Build what is missing and run the container(s), named afresh; ``start`` then waits until ready."""
-        self.image = self.image or build_image()
+        self.image = self.image or build_image(folder=self.folder)
         self.container = f"iris-test-{uuid.uuid4().hex[:12]}"
         docker(*self.run_command())  # a failed run can leave a created container behind: stop() removes it
 
@@ -267,22 +285,22 @@ class Container(Layer):
         self._check_target(target)
         pid1 = self.pid1()
         workers = children(pid1)
-        self._before_crash = (pid1, workers)
+        self.crashed = Crashed(target, workers)
         victim = pid1 if target == "server" else workers[0]
         os.kill(victim, signal.SIGKILL)
         return f"kill -9 {victim}    # host PID of the container's {'PID 1' if target == 'server' else 'worker'}"
 
     def recovered(self) -> bool:
         """As many workers as before the crash, the new ones booted, and ready."""
-        pid1, workers = self._before_crash
         state = self.inspect()["State"]
         if not state["Running"] or not state["Pid"]:
             return False
         now = children(state["Pid"])
-        fresh = [p for p in now if p not in workers]
+        before = self.crashed.workers if self.crashed else []
+        fresh = [p for p in now if p not in before]
         log = self.log()  # a worker logs its PID (inside the container) once it has loaded the model
         return (
-            len(now) >= len(workers)
+            len(now) >= len(before)
             and bool(fresh)
             and all(f"(pid {namespace_pid(p)})" in log for p in fresh)
             and self.ready()

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -171,6 +173,25 @@ def cpu_seconds(pid: int, reaped: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass
+class Crashed:
+    """What ``Layer.crash`` killed, kept so ``recovered`` can tell a replacement from a survivor.
+
+    The same shape for every layer: the target, the workers that ran before
+    (a replacement is a worker not among them), and where a cluster is
+    concerned the pod and its container restarts before the crash.
+    """
+
+    target: str
+    workers: list[int] = field(default_factory=list)
+    pod: str = ""
+    restarts: int = 0
+
+    def fresh(self, now: list[int]) -> list[int]:
+        """The workers in ``now`` that did not run before the crash."""
+        return [pid for pid in now if pid not in self.workers]
+
+
 class Layer:
     """One serving layer: the same constructor and methods for every stage.
 
@@ -194,15 +215,29 @@ class Layer:
     path: str = "direct"
 
     def __init__(
-        self, model_path: Path | None = None, port: int | None = None, env: dict[str, str] | None = None, app: str = APP
+        self,
+        model_path: Path | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        app: str = APP,
+        *,
+        folder: Path | None = None,
     ):
         """``model_path`` to serve (None: the one baked into an image), on loopback ``port`` (None: a free one),
-        with ``env`` added to the server's environment, serving the WSGI ``app`` (the stage's own by default)."""
+        with ``env`` added to the server's environment, serving the WSGI ``app`` (the stage's own by default)
+        from ``folder`` (the stage's own by default; a learner's copy for the exercise checks)."""
         self.model_path = Path(model_path) if model_path else None
         self.port = free_port() if port is None else port
         self.base_url = f"http://{LOOPBACK}:{self.port}"
         self.extra_env = dict(env or {})
         self.app = app
+        self.folder = Path(folder) if folder else STAGES.get(self.stage)  # None: a layer with no folder (a fake)
+        self.crashed: Crashed | None = None  # what the last ``crash`` killed
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether this machine can run the layer now, and if not why, in one line (a local process: always)."""
+        return True, "runs as a process of this machine"
 
     def start(self, timeout: float = 60.0) -> float:
         """Start the layer, wait until ready, return seconds from start to ready."""
@@ -239,12 +274,12 @@ class Layer:
         packages: the check imports the stage's code with the host's own
         interpreter, outside .venv, as a machine without our setup would.
         """
-        module = "app" if (STAGES[self.stage] / "app.py").exists() else "model"
+        module = "app" if (self.folder / "app.py").exists() else "model"
         python = shutil.which("python3", path=HOST_PATH)
         if python is None:
             return {"self_contained": False, "why": "needs Python on the host, and this host has none outside .venv"}
         out = subprocess.run(
-            [python, "-c", f"import {module}"], cwd=STAGES[self.stage], env={"PATH": HOST_PATH},
+            [python, "-c", f"import {module}"], cwd=self.folder, env={"PATH": HOST_PATH},
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         if out.returncode == 0:

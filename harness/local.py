@@ -18,7 +18,7 @@ from typing import Any
 from harness.core import APP
 from harness.core import BIN
 from harness.core import LOOPBACK
-from harness.core import STAGES
+from harness.core import Crashed
 from harness.core import Layer
 from harness.core import LayerError
 from harness.core import children
@@ -37,8 +37,8 @@ class InProcess(Layer):
     crash_targets = ()
     path = "in-process"
 
-    def __init__(self, model_path: Path | None = None, port: int | None = None, env=None, app: str = APP):
-        super().__init__(model_path, port=0, env=env, app=app)
+    def __init__(self, model_path: Path | None = None, port: int | None = None, env=None, app: str = APP, **kw):
+        super().__init__(model_path, port=0, env=env, app=app, **kw)
         self.base_url = ""
         self._model = None
 
@@ -73,10 +73,11 @@ class InProcess(Layer):
 class ServerProcess(Layer):
     """A layer that is one local server process started from a stage folder."""
 
-    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP):
-        super().__init__(model_path, port, env, app)
+    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP,
+                 **kw):  # fmt: skip
+        super().__init__(model_path, port, env, app, **kw)
         self.proc: subprocess.Popen | None = None
-        fd, log_path = tempfile.mkstemp(prefix=f"stage{self.stage:02d}-", suffix=".log")
+        fd, log_path = tempfile.mkstemp(prefix=f"{self.folder.name}-", suffix=".log")
         os.close(fd)  # start() opens it by name; an open descriptor per layer would leak
         self.log_path = Path(log_path)
 
@@ -99,7 +100,7 @@ class ServerProcess(Layer):
         started = time.monotonic()
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                self.command(), cwd=STAGES[self.stage], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+                self.command(), cwd=self.folder, env=self.env(), stdout=log, stderr=subprocess.STDOUT
             )
         try:
             wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=self.alive)
@@ -173,10 +174,6 @@ class Gunicorn(ServerProcess):
     upgrade_mechanism = "verify + install the new model, then SIGHUP (graceful reload)"
     crash_targets = ("server", "worker")
 
-    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP):
-        super().__init__(model_path, port, env, app)
-        self._replacing: tuple[int, int] = (0, 0)  # after a worker crash: (the killed PID, workers before)
-
     def command(self) -> list[str]:
         return [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", self.app]
 
@@ -220,14 +217,16 @@ class Gunicorn(ServerProcess):
         if target != "worker":
             return super().crash(target)
         workers = self.workers()
-        self._replacing = (workers[0], len(workers))
+        self.crashed = Crashed(target, workers)
         os.kill(workers[0], signal.SIGKILL)
         return f"kill -9 {workers[0]}"
 
     def recovered(self) -> bool:
-        killed, count = self._replacing
-        fresh = [p for p in self.workers() if p != killed]
-        return len(fresh) >= count > 0 and self.booted(fresh) and self.ready()
+        if self.crashed is None:
+            return False
+        now = self.workers()
+        fresh = self.crashed.fresh(now)
+        return len(now) >= len(self.crashed.workers) and bool(fresh) and self.booted(fresh) and self.ready()
 
     def upgrade(self, new_model: Path) -> str:
         # Validate first: a model that cannot load would make every new worker

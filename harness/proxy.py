@@ -13,7 +13,6 @@ Stage 05 runs the same proxy image as a sidecar (05_kubernetes/k8s/base).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -23,16 +22,15 @@ import uuid
 from pathlib import Path
 
 from harness.container import Container
+from harness.container import build
 from harness.container import build_image
+from harness.container import content_tag
 from harness.container import docker
-from harness.container import ensure_base_image
-from harness.container import image_exists
 from harness.container import print_built
 from harness.core import APP
 from harness.core import BIN
 from harness.core import LOOPBACK
 from harness.core import ROOT
-from harness.core import STAGES
 from harness.core import LayerError
 from harness.core import children
 from harness.core import descendants
@@ -55,8 +53,9 @@ class GunicornBehindNginx(Gunicorn):
     behind_proxy = True
     path = "nginx"
 
-    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP):
-        super().__init__(model_path, port, env, app)
+    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP,
+                 **kw):  # fmt: skip
+        super().__init__(model_path, port, env, app, **kw)
         fd, pidfile = tempfile.mkstemp(prefix="stage03-proxy-", suffix=".pid")
         os.close(fd)
         self.pidfile = Path(pidfile)
@@ -87,21 +86,13 @@ class GunicornBehindNginx(Gunicorn):
 
 
 def proxy_image_tag() -> str:
-    """iris-proxy:<first 12 hex of the SHA-256 of the files the proxy image is built from>."""
-    digest = hashlib.sha256()
-    for name in PROXY_INPUTS:
-        digest.update((STAGES[4] / name).read_bytes())
-    return f"{PROXY_IMAGE_NAME}:{digest.hexdigest()[:12]}"
+    """iris-proxy:<a hash of the files the proxy image is built from>."""
+    return content_tag(PROXY_IMAGE_NAME, PROXY_INPUTS)
 
 
 def build_proxy_image(tag: str | None = None, timeout: float = 600) -> str:
     """Build the proxy image from 04_container/proxy.Dockerfile (once per content hash); return its tag."""
-    tag = tag or proxy_image_tag()
-    if not image_exists(tag):
-        ensure_base_image()
-        docker("build", "--quiet", "--file", str(STAGES[4] / PROXY_DOCKERFILE), "--tag", tag, str(STAGES[4]),
-               timeout=timeout)  # fmt: skip
-    return tag
+    return build(tag or proxy_image_tag(), dockerfile=PROXY_DOCKERFILE, timeout=timeout)
 
 
 class ProxiedContainer(Container):
@@ -122,11 +113,9 @@ class ProxiedContainer(Container):
         self.net: str | None = None
         self.proxy: str | None = None
 
-    def run_command(self) -> list[str]:
-        """The server's `docker run`: on the network as ``app``, not published."""
-        args = super().run_command()
-        at = args.index("--publish")
-        return [*args[:at], "--network", self.net, "--network-alias", "app", *args[at + 2 :]]
+    def network_args(self) -> list[str]:
+        """The server's container: on the pair's network as ``app``, not published."""
+        return ["--network", self.net, "--network-alias", "app"]
 
     def proxy_command(self) -> list[str]:
         return ["run", "--detach", "--name", self.proxy, "--restart", self.restart_policy, "--network", self.net,
@@ -135,7 +124,7 @@ class ProxiedContainer(Container):
 
     def launch(self) -> None:
         """The network, the server's container on it, then the proxy's, published."""
-        self.image = self.image or build_image()
+        self.image = self.image or build_image(folder=self.folder)
         self.proxy_image = self.proxy_image or build_proxy_image()
         suffix = uuid.uuid4().hex[:12]
         self.container, self.proxy, self.net = f"iris-test-{suffix}", f"iris-test-{suffix}-proxy", f"iris-test-{suffix}"

@@ -18,12 +18,18 @@ from typing import Any
 from harness import floor
 from harness.core import STAGES
 from harness.core import Layer
+from harness.core import LayerError
 from harness.core import cpu_seconds
 from harness.core import process_memory
 from harness.core import wait_until
 from harness.diff import code_changes
 from harness.golden import load_golden
 from harness.golden import mismatches
+from harness.kube import DEPLOYMENT
+from harness.kube import NAMESPACE
+from harness.kube import is_ready
+from harness.kube import kubectl
+from harness.kube import pods
 from harness.load import LoadRun
 from harness.load import run_wrk
 
@@ -202,3 +208,76 @@ def dependencies(stage: int) -> dict[str, Any]:
         dist = metadata.distribution(name)
         size += sum(Path(dist.locate_file(f)).stat().st_size for f in dist.files or [] if dist.locate_file(f).exists())
     return {"packages": len(names), "installed_mib": round(size / 2**20, 1)}
+
+
+# --- stage 05's autoscaler -------------------------------------------------------
+def hpa_status() -> dict[str, Any]:
+    """The HorizontalPodAutoscaler as the API sees it now."""
+    return json.loads(kubectl("get", "hpa", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))
+
+
+def settle_at_floor(timeout: float = 180) -> int:
+    """Wait until the Deployment runs exactly the HPA's minimum of pods, all ready; return that minimum.
+
+    An earlier load may have left extra pods: they leave after a quiet minute.
+    """
+    floor = hpa_status()["spec"]["minReplicas"]
+    if not wait_until(lambda: len(pods()) == floor == sum(is_ready(p) for p in pods()), timeout=timeout, interval=5):
+        raise LayerError(f"the Deployment did not settle at {floor} ready pods in {timeout:.0f} s: {hpa_status()}")
+    return floor
+
+
+def autoscale(
+    base_url: str,
+    clients: int = 8,
+    up_timeout: float = 240,
+    down_timeout: float = 240,
+    interval: float = 5,
+    hold: float = 20,
+) -> dict[str, Any]:
+    """CPU load until the HorizontalPodAutoscaler has added a Ready pod, and ``hold`` s more, then quiet
+    until it removed it.
+
+    Counts Ready pods (what serves), not the HPA's desiredReplicas (what it
+    asked for). Returns when each happened (s from the start of the load),
+    the pods over time, and the load's summary. Waits up to three minutes
+    for metrics-server's first CPU figures, and for the pods to be at the
+    HPA's minimum, before it starts.
+    """
+    if not wait_until(lambda: hpa_status()["status"].get("currentMetrics"), timeout=180, interval=5):
+        raise LayerError(f"the HPA got no CPU metrics in 180 s (is metrics-server running?): {hpa_status()['status']}")
+    floor = settle_at_floor()
+    timeline: dict[str, list] = {"t_s": [], "ready": [], "pods": [], "desired": []}
+    started = time.monotonic()
+
+    def observe() -> int:
+        current = pods()
+        ready = sum(is_ready(p) for p in current)
+        timeline["t_s"].append(round(time.monotonic() - started, 1))
+        timeline["ready"].append(ready)
+        timeline["pods"].append(len(current))
+        timeline["desired"].append(hpa_status()["status"].get("desiredReplicas"))
+        return ready
+
+    with LoadRun(base_url, clients=clients, max_seconds=up_timeout + 30) as run:
+        scaled = wait_until(lambda: observe() > floor, timeout=up_timeout, interval=interval)
+        up_s = time.monotonic() - started
+        held_until = time.monotonic() + min(hold, up_timeout)  # a little longer under load: the peak
+        while time.monotonic() < held_until:
+            observe()
+            time.sleep(interval)
+    peak = max(timeline["ready"])
+    stopped_s = time.monotonic() - started
+    down = wait_until(lambda: observe() <= floor and timeline["pods"][-1] <= floor, timeout=down_timeout,
+                      interval=interval)  # fmt: skip
+    return {
+        "floor": floor,
+        "peak_ready": peak,
+        "scaled_up": scaled,
+        "scaled_up_s": round(up_s, 1) if scaled else None,
+        "load_stopped_s": round(stopped_s, 1),
+        "scaled_down": down,
+        "scaled_down_after_s": round(time.monotonic() - started - stopped_s, 1) if down else None,
+        "load": run.report.summary(),
+        "timeline": timeline,
+    }

@@ -28,7 +28,6 @@ from harness import publish
 from harness import readme
 from harness import scenarios
 from harness import slowclients
-from harness.cluster import cluster_reachable
 from harness.container import docker_available
 from harness.core import ROOT
 from harness.core import STAGES
@@ -36,6 +35,7 @@ from harness.core import Layer
 from harness.core import LayerError
 from harness.core import model_module
 from harness.core import train_model
+from harness.kube import cluster_reachable
 from harness.layers import PROTECTED
 from harness.layers import layer_class
 from harness.load import EXAMPLE_ROW
@@ -64,16 +64,13 @@ def say(message: str) -> None:
 
 def available_stages() -> dict[int, str]:
     """Stage number -> why it is available or not ("" when it is)."""
-    needs = {4: docker_available, 5: cluster_reachable}  # what stages 04 and 05 run on
     status = {}
     for stage, folder in STAGES.items():
         if not folder.is_dir():
             status[stage] = f"no {folder.name} folder"
-        elif stage in needs:
-            ok, reason = needs[stage]()
-            status[stage] = "" if ok else reason
         else:
-            status[stage] = ""
+            ok, reason = layer_class(stage).available()
+            status[stage] = "" if ok else reason
     return status
 
 

@@ -13,11 +13,11 @@ import pytest
 
 import app as stage_app  # 02_rest_api/app.py (pytest's pythonpath), identical in every later stage
 from harness.cluster import Cluster
-from harness.cluster import cluster_reachable
 from harness.container import build_image
 from harness.container import docker
 from harness.container import docker_available
 from harness.golden import load_golden
+from harness.kube import cluster_reachable
 from harness.layers import model_module
 from harness.layers import train_model
 

@@ -22,24 +22,24 @@ import pytest
 import requests
 
 from harness import scenarios
-from harness.cluster import DEPLOYMENT
-from harness.cluster import K8S
-from harness.cluster import NAMESPACE
-from harness.cluster import autoscale
 from harness.cluster import build_model_image
-from harness.cluster import cluster_env
-from harness.cluster import flavour
-from harness.cluster import is_ready
-from harness.cluster import kubectl
-from harness.cluster import kubectl_path
-from harness.cluster import pods
-from harness.cluster import ready_endpoints
-from harness.cluster import restarts
-from harness.cluster import wait_old_pods_gone
 from harness.core import wait_until
 from harness.golden import mismatches
+from harness.kube import DEPLOYMENT
+from harness.kube import K8S
+from harness.kube import NAMESPACE
+from harness.kube import cluster_env
+from harness.kube import flavour
+from harness.kube import is_ready
+from harness.kube import kubectl
+from harness.kube import kubectl_path
+from harness.kube import pods
+from harness.kube import ready_endpoints
+from harness.kube import restarts
+from harness.kube import wait_old_pods_gone
 from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
+from harness.scenarios import autoscale
 
 # A rollout or the HPA's reaction takes minutes, not the suite's default 300 s.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -129,7 +129,7 @@ def test_restricted_pod_security_rejects_a_privileged_pod(cluster):
 # First of the tests that load the pods: it must start at the HPA's minimum, and the later loads
 # would leave extra pods that take a quiet minute to go.
 def test_hpa_adds_ready_pods_under_cpu_load_and_removes_them_after(cluster):
-    result = autoscale(cluster.base_url, peak=0)  # the peak is nb05's to show
+    result = autoscale(cluster.base_url, hold=0)  # holding the peak is nb05's to show
     pods_over_time = list(zip(result["timeline"]["t_s"], result["timeline"]["ready"], strict=True))
     print(
         f"\nHPA: {result['peak_ready']} ready pods (from {result['floor']}), the first added one Ready"

@@ -22,29 +22,29 @@ import pytest
 import requests
 import yaml
 
-from harness.cluster import HOST_PORT
-from harness.cluster import K8S
-from harness.cluster import KIND_SCRIPT
-from harness.cluster import KUBERNETES_VERSION
-from harness.cluster import NODE_PORT
 from harness.cluster import build_model_image
-from harness.cluster import config_lines
-from harness.cluster import container_env
-from harness.cluster import cpu_cores
-from harness.cluster import find
-from harness.cluster import kubectl_path
-from harness.cluster import render
-from harness.cluster import run_as_deployed
-from harness.cluster import run_probe
-from harness.cluster import server_container
-from harness.cluster import shutdown_budget
-from harness.cluster import terminate_like_kubelet
-from harness.cluster import validate
 from harness.golden import mismatches
+from harness.kube import HOST_PORT
+from harness.kube import K8S
+from harness.kube import KIND_SCRIPT
+from harness.kube import KUBERNETES_VERSION
+from harness.kube import NODE_PORT
+from harness.kube import kubectl_path
 from harness.layers import BIN
 from harness.layers import ROOT
 from harness.layers import STAGES
 from harness.load import EXAMPLE_ROW
+from harness.manifests import config_lines
+from harness.manifests import container_env
+from harness.manifests import cpu_cores
+from harness.manifests import find
+from harness.manifests import render
+from harness.manifests import run_as_deployed
+from harness.manifests import run_probe
+from harness.manifests import server_container
+from harness.manifests import shutdown_budget
+from harness.manifests import terminate_like_kubelet
+from harness.manifests import validate
 
 STAGE = STAGES[5]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"  # `make checkov-venv` (.ci/checkov.lock)

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import HOST_PORT
-from harness.cluster import LOCAL_KUBECONFIG
 from harness.cluster import LOCAL_RUN
-from harness.cluster import LOCAL_SCRIPT
 from harness.cluster import control_plane_pids
-from harness.cluster import find
-from harness.cluster import flavour
-from harness.cluster import render
 from harness.core import wait_until
+from harness.kube import HOST_PORT
+from harness.kube import LOCAL_KUBECONFIG
+from harness.kube import LOCAL_SCRIPT
+from harness.kube import flavour
 from harness.layers import STAGES
+from harness.manifests import find
+from harness.manifests import render
 
 STATE = LOCAL_KUBECONFIG.parent
 BRIDGE = "cni-iris0"

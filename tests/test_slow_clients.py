@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import is_ready
-from harness.cluster import pods
-from harness.cluster import restarts
 from harness.core import wait_until
+from harness.kube import is_ready
+from harness.kube import pods
+from harness.kube import restarts
 from harness.layers import Gunicorn
 from harness.proxy import GunicornBehindNginx
 from harness.proxy import ProxiedContainer
