@@ -1,6 +1,6 @@
 # DELIBERATE COPY: this file is byte-identical in 02_rest_api, 03_wsgi,
-# 04_container and 05_kubernetes (tests/test_stage_copies.py); edit it here
-# and run `make sync`.
+# 04_container and 05_kubernetes (tests/test_stage_copies.py); edit
+# 02_rest_api/v2.py, then `make sync`.
 """The Open Inference Protocol V2 (KServe, MLServer, Triton) as a Flask blueprint.
 
 A V2 client (tritonclient, KServe's) talks to this server as to any V2 server:

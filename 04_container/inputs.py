@@ -1,6 +1,6 @@
 # DELIBERATE COPY: this file is byte-identical in 02_rest_api, 03_wsgi,
-# 04_container and 05_kubernetes (tests/test_stage_copies.py); edit it here
-# and run `make sync`.
+# 04_container and 05_kubernetes (tests/test_stage_copies.py); edit
+# 02_rest_api/inputs.py, then `make sync`.
 """Reading a request: its JSON body, the row limit and the row checks, each as a clear 4xx.
 
 Shared by /predict (app.py) and the V2 protocol (v2.py), so both endpoints

@@ -1,3 +1,5 @@
+# DELIBERATE COPY: byte-identical in 05_kubernetes (tests/test_stage_copies.py);
+# edit 04_container/proxy.Dockerfile, then `make sync`.
 # Stage 04's proxy: nginx from Debian's packages, configured by nginx.conf (the
 # stage-03 teaching file, a deliberate copy), in its own container beside the
 # server's. `make stage-4` builds and starts both on one Docker network; by hand:

@@ -148,6 +148,8 @@ class Cluster(Layer):
     poll_interval = 0.5  # each look is a few API calls
     behind_proxy = True  # nginx is a sidecar in every pod (k8s/base/deployment.yaml)
     path = "nginx sidecar, NodePort Service"
+    needs = "cluster"
+    shared = True  # one deployment serves a test session: the tests' ``cluster`` fixture
 
     def __init__(self, model_path: Path | None = None, *, image: str | None = None):
         """``model_path`` None serves the model baked into ``image`` (default: the stage-04 image); a path

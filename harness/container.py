@@ -165,6 +165,7 @@ class Container(Layer):
     crash_targets = ("server", "worker")
     restart_policy = "on-failure"
     path = "published port"
+    needs = "docker"
 
     def __init__(
         self,

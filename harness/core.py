@@ -213,6 +213,10 @@ class Layer:
     behind_proxy: bool = False
     #: the way a request takes from the client to the server, as a results row states it
     path: str = "direct"
+    #: what the layer runs on beyond this machine's processes ("docker", "cluster"; also the tests' marker)
+    needs: str = ""
+    #: whether one started instance serves a whole test session (starting it takes minutes)
+    shared: bool = False
 
     def __init__(
         self,
@@ -233,6 +237,11 @@ class Layer:
         self.app = app
         self.folder = Path(folder) if folder else STAGES.get(self.stage)  # None: a layer with no folder (a fake)
         self.crashed: Crashed | None = None  # what the last ``crash`` killed
+
+    @classmethod
+    def folder_exists(cls) -> bool:
+        """Whether this checkout has the layer's stage folder (a learner may have removed later ones)."""
+        return cls.stage in STAGES and STAGES[cls.stage].is_dir()
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 
 from harness.paths import ROOT
 from harness.paths import STAGES
@@ -23,11 +24,16 @@ DOC_SUFFIXES = (".md", ".ipynb")
 
 
 def _file_diffs(a: int, b: int) -> dict[str, str]:
-    """`diff -ruN` of two stage folders, split per file: path relative to the stage -> its diff."""
+    """`diff -ruN` of two stage folders, split per file: path relative to the stage -> its diff.
+
+    A stage ``a`` that does not exist (0, before stage 01) is an empty folder: all of ``b`` is added.
+    """
     excludes = [arg for name in IGNORED for arg in ("-x", name)]
-    out = subprocess.run(
-        ["diff", "-ruN", *excludes, STAGES[a].name, STAGES[b].name], cwd=ROOT, capture_output=True, text=True
-    ).stdout
+    with tempfile.TemporaryDirectory() as nothing:
+        before = str(STAGES[a]) if a in STAGES else nothing
+        out = subprocess.run(
+            ["diff", "-ruN", *excludes, before, STAGES[b].name], cwd=ROOT, capture_output=True, text=True
+        ).stdout
     chunks: dict[str, str] = {}
     path = ""
     for line in out.splitlines(keepends=True):

@@ -185,12 +185,7 @@ def stage_diff(stage: int) -> dict[str, Any]:
     ``per_file`` maps each changed file to [lines added, lines removed];
     documentation is not what running a layer costs. Stage 01 counts its whole folder.
     """
-    if stage == 1:
-        files = [p for p in STAGES[1].rglob("*") if p.is_file() and not {"artifacts", "__pycache__"} & set(p.parts)]
-        per_file = {str(p.relative_to(STAGES[1])): [len(p.read_text().splitlines()), 0] for p in sorted(files)}
-        per_file = {p: c for p, c in per_file.items() if not p.endswith(".md")}
-    else:
-        per_file = code_changes(stage - 1, stage)
+    per_file = code_changes(stage - 1, stage)
     return {
         "files_changed": len(per_file),
         "lines_added": sum(a for a, _ in per_file.values()),

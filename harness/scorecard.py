@@ -28,14 +28,12 @@ from harness import publish
 from harness import readme
 from harness import scenarios
 from harness import slowclients
-from harness.container import docker_available
 from harness.core import ROOT
 from harness.core import STAGES
 from harness.core import Layer
 from harness.core import LayerError
 from harness.core import model_module
 from harness.core import train_model
-from harness.kube import cluster_reachable
 from harness.layers import PROTECTED
 from harness.layers import layer_class
 from harness.load import EXAMPLE_ROW

@@ -13,11 +13,12 @@ import pytest
 
 import app as stage_app  # 02_rest_api/app.py (pytest's pythonpath), identical in every later stage
 from harness.cluster import Cluster
+from harness.container import Container
 from harness.container import build_image
 from harness.container import docker
-from harness.container import docker_available
 from harness.golden import load_golden
-from harness.kube import cluster_reachable
+from harness.layers import LAYERS
+from harness.layers import Layer
 from harness.layers import model_module
 from harness.layers import train_model
 
@@ -28,6 +29,50 @@ REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_DOCKE
 # The failure tests serve the stage's app wrapped with two test-only routes (support/failure_app.py).
 SUPPORT = Path(__file__).resolve().parent / "support"
 REQUIRE_CLUSTER = os.environ.get("REQUIRE_CLUSTER", "1" if os.environ.get("CI") == "true" else "0") == "1"
+REQUIRED = {"docker": REQUIRE_DOCKER, "cluster": REQUIRE_CLUSTER}  # by what a layer ``needs``
+
+
+def require(layer: type[Layer]) -> None:
+    """Skip the calling test when ``layer`` cannot run here (``Layer.available``); where CI requires it, fail."""
+    available, reason = layer.available()
+    if not available:
+        if REQUIRED.get(layer.needs):
+            pytest.fail(f"CI requires {layer.needs}, but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+def layer_params(served_only: bool = False) -> list:
+    """Every layer whose stage folder exists, as pytest params marked by what it needs (slow: a local server)."""
+    params = []
+    for stage, layer in LAYERS.items():
+        if layer.folder_exists() and (layer.serves_http or not served_only):
+            mark = layer.needs or ("slow" if layer.serves_http else "")
+            params.append(
+                pytest.param(layer, marks=[getattr(pytest.mark, mark)] if mark else [], id=f"stage{stage:02d}")
+            )
+    return params
+
+
+def start_layer(request, layer: type[Layer], model: Path):
+    """The one way a test gets a started layer: the session's own where the layer is ``shared``."""
+    require(layer)
+    if layer.shared:
+        yield request.getfixturevalue("cluster")
+        return
+    with layer(model) as started:
+        yield started
+
+
+@pytest.fixture(scope="module", params=layer_params())
+def started(request, model_v1):
+    """Each layer in turn, started with version 1 (module-scoped: the tests of one module share it)."""
+    yield from start_layer(request, request.param, model_v1)
+
+
+@pytest.fixture(scope="module", params=layer_params(served_only=True))
+def served(request, model_v1):
+    """Each layer that serves over HTTP in turn, started with version 1."""
+    yield from start_layer(request, request.param, model_v1)
 
 
 @pytest.fixture(scope="session")
@@ -74,25 +119,16 @@ def client(app):
     return app.test_client()
 
 
-def require_docker() -> None:
-    """Skip the calling test without a Docker engine; in CI (REQUIRE_DOCKER) fail instead."""
-    available, reason = docker_available()
-    if not available:
-        if REQUIRE_DOCKER:
-            pytest.fail(f"CI requires Docker, but {reason}", pytrace=False)
-        pytest.skip(f"no Docker: {reason}")
-
-
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """A Docker engine that answers (skips without one; fails in CI)."""
-    require_docker()
+    require(Container)
 
 
 @pytest.fixture(scope="session")
 def stage4_image() -> str:
     """Tag of the stage-04 image, built once per session (reused while 04_container/ is unchanged)."""
-    require_docker()
+    require(Container)
     return build_image()
 
 
@@ -107,11 +143,7 @@ def failure_image(stage4_image) -> str:
 @pytest.fixture(scope="session")
 def cluster(request):
     """Stage 05: the stage-04 image deployed on kind or the local cluster (skips without one; removed afterwards)."""
-    reachable, reason = cluster_reachable()
-    if not reachable:
-        if REQUIRE_CLUSTER:
-            pytest.fail(f"CI requires a Kubernetes cluster, but {reason}", pytrace=False)
-        pytest.skip(reason)
+    require(Cluster)
     # Only now build the image: without a cluster the skip costs nothing.
     layer = Cluster(image=request.getfixturevalue("stage4_image"))
     seconds = layer.start()

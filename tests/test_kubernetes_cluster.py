@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from harness import scenarios
+from harness.cluster import Cluster
 from harness.cluster import build_model_image
 from harness.core import wait_until
 from harness.golden import mismatches
@@ -141,29 +142,25 @@ def test_hpa_adds_ready_pods_under_cpu_load_and_removes_them_after(cluster):
     assert result["scaled_down"], f"not back to {result['floor']} pods: {result['timeline']}"
 
 
-def test_sigkill_of_the_serving_process_is_repaired_by_the_kubelet(cluster):
-    """The same event as every layer's crash: SIGKILL of the process that serves, in one pod."""
-    report = scenarios.crash(cluster)
-    print(f"\nSIGKILL of one pod's gunicorn master under load: {report}")
-    assert report["recovered"], f"the Service was not back at full strength within {report['observed_s']} s"
-    # The other pod keeps serving: the Service never goes dark.
+# What each of Cluster.crash_targets kills in one pod, and what repairs it.
+REPAIRED_BY = {
+    "server": "the kubelet restarts the container",  # SIGKILL of gunicorn's master, the container's PID 1
+    "worker": "gunicorn's master replaces it",  # SIGKILL of one worker
+    "pod": "the Deployment creates a new pod",  # deleted with no grace period: its processes die at once
+}
+
+
+@pytest.mark.parametrize("target", REPAIRED_BY)
+def test_a_crash_in_one_pod_is_repaired_while_the_other_serves(cluster, target):
+    """The same event as every layer's crash, inside one pod; the Service never goes dark."""
+    report = scenarios.crash(cluster, target)
+    print(f"\n{target} crash under load ({REPAIRED_BY[target]}): {report}")
+    assert report["recovered"], f"not back at full strength within {report['observed_s']} s: {REPAIRED_BY[target]}?"
     assert report["longest_stall_s"] < report["observed_s"], report
 
 
-def test_sigkill_of_one_worker_is_repaired_by_its_master(cluster):
-    """The same event as stage 03's worker crash, inside one pod: gunicorn replaces its worker."""
-    report = scenarios.crash(cluster, "worker")
-    print(f"\nSIGKILL of one pod's gunicorn worker under load: {report}")
-    assert report["recovered"], f"the worker was not replaced within {report['observed_s']} s"
-    assert report["longest_stall_s"] < report["observed_s"], report
-
-
-def test_force_deleting_a_pod_is_repaired_by_the_deployment(cluster):
-    """A pod deleted with no grace period: its processes die at once, a new pod replaces it."""
-    report = scenarios.crash(cluster, "pod")
-    print(f"\na pod force-deleted under load: {report}")
-    assert report["recovered"], f"no replacement at full strength within {report['observed_s']} s"
-    assert report["longest_stall_s"] < report["observed_s"], report
+def test_the_crash_targets_are_the_layers_own():
+    assert tuple(REPAIRED_BY) == Cluster.crash_targets
 
 
 def test_deleting_a_pod_gracefully_under_load_loses_no_request(cluster):

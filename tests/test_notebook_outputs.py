@@ -14,8 +14,11 @@ from harness.layers import ROOT
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS, "no notebooks in notebooks/"
+def test_every_notebook_is_linked_from_a_readme():
+    """A reader finds each notebook from the README of the repository or of its stage."""
+    readmes = " ".join(p.read_text() for p in [ROOT / "README.md", *ROOT.glob("0*/README.md")])
+    unlinked = [p.name for p in NOTEBOOKS if f"notebooks/{p.name})" not in readmes]
+    assert NOTEBOOKS and not unlinked, f"no README links to {unlinked}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -45,9 +45,13 @@ def test_copy_is_byte_identical(name, owner, stage):
 
 
 def test_copies_say_they_are_copies():
+    """Each copied file's first lines say where to edit it and every folder that holds a copy."""
     for name, owner in OWNED.items():
-        head = "\n".join((STAGES[owner] / name).read_text().splitlines()[:5])
-        assert "DELIBERATE COPY" in head.upper().replace("-", " "), f"{name} does not say at its top that it is copied"
+        head = " ".join(line.strip("# ") for line in (STAGES[owner] / name).read_text().splitlines()[:5])
+        copies = [STAGES[stage].name for n, o, stage in COPIES if n == name]
+        assert f"edit {STAGES[owner].name}/{name}" in head, f"{name}'s first lines do not say where to edit it"
+        missing = [folder for folder in copies if folder not in head]
+        assert not missing, f"{name}'s first lines do not name the copies in {missing}"
 
 
 @pytest.mark.parametrize("stage", [s for s, p in STAGES.items() if (p / "requirements.txt").exists()])
@@ -59,14 +63,13 @@ def test_stage_requirements_match_the_one_lock(stage):
     assert not wrong, f"pins differ from requirements.lock: {wrong}"
 
 
-def test_each_layer_adds_its_requirement():
-    needs = {1: "scikit-learn", 2: "flask", 3: "gunicorn"}
-    for stage, package in needs.items():
-        for later in STAGES:
-            path = STAGES[later] / "requirements.txt"
-            if later >= stage and path.exists():
-                assert package in pins(path), f"{path} lacks {package}"
-    assert "flask" not in pins(STAGES[1] / "requirements.txt"), "stage 01 needs no web framework"
+def test_requirements_only_grow_along_the_stages():
+    """A layer adds what it needs and keeps what the layers below it need."""
+    listed = [pins(p / "requirements.txt") for p in STAGES.values() if (p / "requirements.txt").exists()]
+    for earlier, later in zip(listed, listed[1:], strict=False):
+        assert earlier.keys() <= later.keys(), f"a later stage drops {sorted(earlier.keys() - later.keys())}"
+    assert "scikit-learn" in listed[0] and "flask" not in listed[0], "stage 01 needs the model, no web framework"
+    assert any("gunicorn" in later.keys() - earlier.keys() for earlier, later in zip(listed, listed[1:], strict=False))
 
 
 @pytest.mark.parametrize("stage", [s for s, p in STAGES.items() if (p / "requirements.txt").exists()])
@@ -89,12 +92,12 @@ def test_stage_requirements_pin_every_dependency(stage):
 
 # What `make diff A=N-1 B=N` shows: the layer's own code and configuration (top-level names).
 ADDS = {
-    2: {"requirements.txt", "app.py", "inputs.py", "v2.py", "openapi.json"},
-    3: {"requirements.txt", "gunicorn.conf.py", "nginx.conf"},
-    4: {"requirements.txt", "Dockerfile", "proxy.Dockerfile", ".dockerignore"},
-    5: {"kind.sh", "k8s"},
+    "02_rest_api": {"requirements.txt", "app.py", "inputs.py", "v2.py", "openapi.json"},
+    "03_wsgi": {"requirements.txt", "gunicorn.conf.py", "nginx.conf"},
+    "04_container": {"requirements.txt", "Dockerfile", "proxy.Dockerfile", ".dockerignore"},
+    "05_kubernetes": {"kind.sh", "k8s"},
 }
-SHOWN = [s for s in ADDS if STAGES[s].is_dir()]
+SHOWN = [stage for stage, folder in STAGES.items() if folder.name in ADDS and folder.is_dir()]
 
 
 def shown_files(out: str) -> set[str]:
@@ -105,10 +108,12 @@ def shown_files(out: str) -> set[str]:
 def test_make_diff_shows_the_code_of_one_lesson_and_counts_the_docs(stage):
     make = ["make", "-s", "diff", f"A={stage - 1}", f"B={stage}"]
     out = subprocess.run(make, cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
-    assert shown_files(out) == ADDS[stage], f"make diff A={stage - 1} B={stage} shows {sorted(shown_files(out))}"
+    assert shown_files(out) == ADDS[STAGES[stage].name], (
+        f"make diff A={stage - 1} B={stage} shows {sorted(shown_files(out))}"
+    )
     assert re.search(r"^#   README\.md: \+\d+ -\d+ lines$", out, re.M), "the README's change is a line count"
     everything = subprocess.run([*make, "ALL=1"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
-    assert shown_files(everything) == ADDS[stage] | {"README.md"}, "ALL=1 shows the README too"
+    assert shown_files(everything) == ADDS[STAGES[stage].name] | {"README.md"}, "ALL=1 shows the README too"
 
 
 @pytest.mark.parametrize("stage", SHOWN)
@@ -140,4 +145,4 @@ def test_the_readme_names_every_file_the_diff_shows(stage):
     readme = (STAGES[stage] / "README.md").read_text()
     section = readme.split("## What changed", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`([^`/ ]+)[`/]", section))
-    assert ADDS[stage] <= named, f"'What changed' does not name {sorted(ADDS[stage] - named)}"
+    assert ADDS[STAGES[stage].name] <= named, f"'What changed' does not name {sorted(ADDS[STAGES[stage].name] - named)}"

@@ -1,8 +1,8 @@
 """Open Inference Protocol V2 as a real client speaks it: NVIDIA Triton's `tritonclient.http`.
 
 Nobody here wrote this client, so it checks the protocol, not our reading of it.
-Parametrized over the served stages like tests/test_contract.py: stage 04 needs
-Docker and stage 05 a cluster (their markers skip or require them, see conftest.py).
+Every served stage, through the ``served`` fixture (conftest.py), like
+tests/test_contract.py.
 """
 
 from __future__ import annotations
@@ -19,31 +19,14 @@ from tritonclient.utils import InferenceServerException
 
 from harness.golden import mismatches
 from harness.layers import STAGES
-from harness.layers import layer_class
-from harness.paths import existing_stages
 
-MARKS = {2: [pytest.mark.slow], 3: [pytest.mark.slow], 4: [pytest.mark.docker], 5: [pytest.mark.cluster]}
-SERVED = [pytest.param(s, marks=MARKS.get(s, []), id=f"stage{s:02d}") for s in existing_stages() if s >= 2]
 CLASSES = ("setosa", "versicolor", "virginica")
-
-
-@pytest.fixture(scope="module", params=SERVED)
-def served(request, model_v1) -> str:
-    """host:port of one served stage, shared by every test of this module."""
-    stage = request.param
-    if stage == 5:  # the session's deployment (skips without a cluster)
-        yield urlsplit(request.getfixturevalue("cluster").base_url).netloc
-        return
-    if stage == 4:
-        request.getfixturevalue("stage4_image")  # builds (or requires) the image; skips without Docker
-    with layer_class(stage)(model_v1) as layer:
-        yield urlsplit(layer.base_url).netloc
 
 
 @pytest.fixture(scope="module")
 def client(served):
     """NVIDIA Triton's HTTP client for that stage (it takes host:port, no scheme)."""
-    client = httpclient.InferenceServerClient(url=served)
+    client = httpclient.InferenceServerClient(url=urlsplit(served.base_url).netloc)
     yield client
     client.close()
 
@@ -145,7 +128,7 @@ def test_the_readme_calls_print_what_the_readme_shows(served):
     calls, printed = readme_calls()
     assert [language for language, _ in calls] == ["bash", "python", "python"] and len(printed) == len(calls)
     for (language, code), shown in zip(calls, printed):
-        code = code.replace("127.0.0.1:8000", served)
+        code = code.replace("127.0.0.1:8000", urlsplit(served.base_url).netloc)
         command = ["bash", "-c", code] if language == "bash" else [sys.executable, "-c", code]
         out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
         assert re.fullmatch(".*".join(map(re.escape, shown.split("..."))), out), f"README: {shown}\n{language}: {out}"
