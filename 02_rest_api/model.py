@@ -180,63 +180,41 @@ def load(path: Path | None = None) -> LoadedModel:
     return LoadedModel(pipeline=pipeline, metadata=metadata)
 
 
-def _feature_value(row_number: int, name: str, value: Any) -> float:
-    where = f"row {row_number}: '{name}'"
-    # bool is a subclass of int in Python; true is not a length in cm.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{where} must be a number, got {json.dumps(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer too large for a float
-        number = math.inf
-    if not math.isfinite(number):
-        raise InputError(f"{where} must be finite, got {value}")
-    if not 0 <= number <= MAX_CM:
-        raise InputError(f"{where} must be a length in cm from 0 to {MAX_CM:g}, got {value}")
-    return number
-
-
-def _plain_rows(rows: Any) -> np.ndarray | None:
-    """The common case, checked in bulk: every row exactly the four features, every value a plain
-    number from 0 to MAX_CM. None for anything else, so validate_rows checks row by row and names
-    the problem: the same rows pass and fail, with the same errors, either way."""
-    if type(rows) is not list or not rows:
-        return None
-    width = len(FEATURES)
-    try:
-        values = [[row[f] for f in FEATURES] for row in rows if type(row) is dict and len(row) == width]
-    except KeyError:
-        return None
-    if len(values) != len(rows) or not all(type(v) is float or type(v) is int for row in values for v in row):
-        return None
-    try:
-        matrix = np.asarray(values, dtype=np.float64)
-    except OverflowError:  # an integer too large for a float
-        return None
-    if not (np.isfinite(matrix).all() and matrix.min() >= 0 and matrix.max() <= MAX_CM):
-        return None
-    return matrix
-
-
 def validate_rows(rows: Any) -> np.ndarray:
-    """Turn a list of {feature: number} objects into an (N, 4) float array or raise InputError."""
-    matrix = _plain_rows(rows)
-    if matrix is not None:
-        return matrix
+    """Turn a list of {feature: number} objects into an (N, 4) float array or raise InputError.
+
+    Three checks, each over every row, each naming the first row that fails:
+    the shape (objects with exactly the four features), the types (numbers),
+    then the values (finite lengths from 0 to MAX_CM), in one numpy step, so a
+    1,000-row batch costs about a millisecond.
+    """
     if not isinstance(rows, list) or not rows:
         raise InputError("expected a non-empty list of rows")
-    matrix = []
+    features = set(FEATURES)
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise InputError(f"row {i}: expected an object with keys {', '.join(FEATURES)}")
-        missing = [f for f in FEATURES if f not in row]
-        unknown = sorted(set(row) - set(FEATURES))
-        if missing:
-            raise InputError(f"row {i}: missing feature(s) {', '.join(missing)}")
-        if unknown:
-            raise InputError(f"row {i}: unknown feature(s) {', '.join(unknown)}")
-        matrix.append([_feature_value(i, f, row[f]) for f in FEATURES])
-    return np.asarray(matrix, dtype=np.float64)
+        if row.keys() != features:
+            missing = [f for f in FEATURES if f not in row]
+            if missing:
+                raise InputError(f"row {i}: missing feature(s) {', '.join(missing)}")
+            raise InputError(f"row {i}: unknown feature(s) {', '.join(sorted(set(row) - features))}")
+    values = [[row[f] for f in FEATURES] for row in rows]
+    # type(), not isinstance(): True is an int to Python, but not a length in cm.
+    if not {type(v) for row in values for v in row} <= {int, float}:
+        i, j = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if type(v) not in (int, float))
+        raise InputError(f"row {i}: '{FEATURES[j]}' must be a number, got {json.dumps(values[i][j])}")
+    try:
+        matrix = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond any float: infinite, as far as a length goes
+        matrix = np.array([[v if abs(v) < 2.0**1023 else math.inf for v in row] for row in values])
+    if not (np.isfinite(matrix).all() and matrix.min() >= 0 and matrix.max() <= MAX_CM):
+        i, j = np.argwhere(~(np.isfinite(matrix) & (matrix >= 0) & (matrix <= MAX_CM)))[0]
+        value, where = values[i][j], f"row {i}: '{FEATURES[j]}'"
+        if not math.isfinite(matrix[i, j]):
+            raise InputError(f"{where} must be finite, got {value}")
+        raise InputError(f"{where} must be a length in cm from 0 to {MAX_CM:g}, got {value}")
+    return matrix
 
 
 def _parse_stdin_rows(text: str) -> list[Any]:
