@@ -49,7 +49,11 @@ stage-2: $(STAGE_2)/artifacts/iris.joblib ## stage 02: Flask development server 
 PROXY ?=
 
 .PHONY: stage-3
+# gunicorn reads WEB_CONCURRENCY itself when it starts, before gunicorn.conf.py can check it:
+# a value that is not a number would end in gunicorn's traceback, so it is checked here first.
 stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully); PROXY=1 puts nginx in front
+	@case "$${WEB_CONCURRENCY-1}" in ''|*[!0-9]*|0) \
+	  echo "error: WEB_CONCURRENCY must be a whole number of at least 1, got '$$WEB_CONCURRENCY'" >&2; exit 2;; esac
 ifeq ($(PROXY),1)
 	GUNICORN=$(CURDIR)/$(VENV)/bin/gunicorn exec bash scripts/stage3_proxy.sh
 else
@@ -219,8 +223,9 @@ sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that 
 	[ -d $(STAGE_5) ] && cp $(STAGE_4)/Dockerfile $(STAGE_4)/proxy.Dockerfile $(STAGE_4)/.dockerignore \
 	  $(STAGE_4)/requirements.txt $(STAGE_5)/; true
 
-# The benchmark against the peers (FastAPI + uvicorn, MLServer) runs from its own
-# venv, from bench/requirements.lock: the stages keep only the user's packages.
+# The benchmark against the peers (FastAPI + uvicorn, MLServer): the peers run from their
+# own venv, from bench/requirements.lock, so the stages keep only the user's packages; the
+# benchmark itself runs in .venv, where the harness starts stages 02-04 as `make stage-N` does.
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-from-lock
 
@@ -233,18 +238,17 @@ $(BENCH_STAMP): bench/requirements.lock
 bench-venv: $(BENCH_STAMP) ## create .venv-bench from bench/requirements.lock (the peers and the profiler only)
 
 .PHONY: bench
-bench: $(STAMP) $(BENCH_STAMP) ## stages 02-04 vs FastAPI + uvicorn and MLServer, one run, wrk: results/bench.json + .png (minutes)
-	@bash scripts/build_base_image.sh >/dev/null 2>&1 || true
+bench: $(STAMP) $(BENCH_STAMP) ## stages 02-04 vs FastAPI + uvicorn and MLServer, one run, wrk: results/bench.json + .png, bench/README.md's figures (minutes)
 	@run=$${RESULTS_RUN:-$$($(PY) -m harness.publish begin)} || exit 1; export RESULTS_RUN=$$run; \
-	$(BENCH_VENV)/bin/python -m bench.profile && $(BENCH_VENV)/bin/python -m bench.run
+	$(PY) -m bench.profile && $(PY) -m bench.run
 
 .PHONY: bench-smoke
 bench-smoke: $(STAMP) $(BENCH_STAMP) ## the benchmark at one second a load, no Docker (what tests/test_bench.py runs)
-	$(BENCH_VENV)/bin/python -m bench.run --smoke --out build/bench-smoke.json
+	$(PY) -m bench.run --smoke --out build/bench-smoke.json
 
 .PHONY: bench-profile
 bench-profile: $(STAMP) $(BENCH_STAMP) ## py-spy on a stage-03 worker under wrk load: where its CPU goes, results/profile-03.json
-	$(BENCH_VENV)/bin/python -m bench.profile
+	$(PY) -m bench.profile
 
 .PHONY: bench-lock
 bench-lock: $(BENCH_STAMP) ## re-resolve bench/requirements.lock from bench/requirements.in (needs pip-tools)

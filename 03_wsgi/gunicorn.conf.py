@@ -36,7 +36,8 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # starting point; a few more can help while some workers wait on the network
 # (notebooks/03_wsgi.ipynb measures 1 to 4 workers), at the price of one more
 # process in memory each. (gunicorn itself reads WEB_CONCURRENCY before this
-# file: a value that is not a number is gunicorn's own error, with a traceback.)
+# file: `make stage-3` checks it first; gunicorn started by hand with a value
+# that is not a number stops with gunicorn's own traceback.)
 # We count the CPUs *this process may use* (sched_getaffinity honours taskset
 # and cpusets), not the host's cpu_count(). Typical range: 1 to 2 x CPUs.
 # In Kubernetes, set it to match the CPU limit and scale with replicas instead.

@@ -12,12 +12,15 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from failure_app import SERVE as FAILURE_APP
+from harness.core import ROOT
+from harness.core import free_port
 from harness.core import wait_until
 from harness.golden import mismatches
 from harness.layers import Gunicorn
@@ -257,3 +260,14 @@ def test_a_bad_setting_stops_gunicorn_with_one_line_naming_it(fresh_model, setti
     assert f"{name} must be a whole number of at least 1, got {value!r}" in log, log[-2000:]
     assert "Traceback" not in log, log[-2000:]
     assert layer.proc.returncode in (1, 4), f"exit code {layer.proc.returncode}; {failed.value}"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", ""])
+def test_make_stage_3_refuses_a_bad_web_concurrency_in_one_line(value):
+    """gunicorn reads WEB_CONCURRENCY before gunicorn.conf.py, so `make stage-3` checks it first:
+    one line naming the setting, exit code 2, no traceback, nothing started."""
+    env = {**os.environ, "WEB_CONCURRENCY": value, "PORT": str(free_port())}
+    proc = subprocess.run(["make", "-s", "stage-3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    assert f"error: WEB_CONCURRENCY must be a whole number of at least 1, got '{value}'" in out.splitlines(), out
