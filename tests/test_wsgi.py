@@ -194,13 +194,16 @@ def test_unvalidated_broken_model_halts_gunicorn_on_hup(fresh_model, broken_mode
 )
 def test_hup_upgrade_under_load(fresh_model, model_v2, golden, preload, expected):
     """HUP replaces every worker with zero failed requests; with preload_app they keep the old model."""
+    # gunicorn stops the old workers as soon as it has forked the new ones, which then load the app
+    # and the model: requests queue meanwhile, for seconds on a busy machine. The claim is that none
+    # is lost (the stall is the scorecard's figure), so the clients wait as long as a browser would.
     with Gunicorn(fresh_model, env={"GUNICORN_PRELOAD": preload}) as layer:
         before = layer.workers()
-        with LoadRun(layer.base_url, clients=CLIENTS, max_seconds=30) as run:
+        with LoadRun(layer.base_url, clients=CLIENTS, max_seconds=90, timeout=30) as run:
             run.warm_up(timeout=10)
             layer.upgrade(model_v2)
-            layer.wait_workers(len(before), timeout=20, exclude=set(before))
-            old_gone = wait_until(lambda: not set(layer.workers()) & set(before), 30)
+            layer.wait_workers(len(before), timeout=60, exclude=set(before))
+            old_gone = wait_until(lambda: not set(layer.workers()) & set(before), 60)
             seen = run.count()
             run.settle(SETTLE)
             since = [o.version for o in run.report.outcomes[seen:] if o.ok]
