@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.container import build_image
 from harness.container import docker
+from harness.container import image_exists
 from harness.container import image_self_contained
 from harness.container import image_size
 from harness.container import print_built
@@ -109,12 +110,21 @@ def control_plane_cost(seconds: float = 10.0) -> dict[str, Any]:
     }
 
 
-def build_model_image(base_image: str, model: Path, tag: str) -> str:
+def build_model_image(base_image: str, model: Path, tag: str | None = None) -> str:
     """A new image: ``base_image`` with ``model`` (and its metadata) in place of the baked-in one.
 
     The model travels inside an immutable image, so an upgrade is a rolling
     update to a new tag. Where the model goes, the image's own model.py says.
+    The tag (by default) is a hash of the base image's tag and the two files:
+    the same model on the same image is built once.
     """
+    if tag is None:
+        digest = hashlib.sha256(base_image.encode())
+        for path in (model, model_module().metadata_path(model)):
+            digest.update(Path(path).read_bytes())
+        tag = f"iris-serving:model-{digest.hexdigest()[:12]}"
+    if image_exists(tag):
+        return tag
     where = docker("run", "--rm", "--entrypoint", "python", base_image, "-c", "import model; print(model.model_path())")
     target = Path(where.stdout.strip())
     source_meta, target_meta = model_module().metadata_path(model), model_module().metadata_path(target)
@@ -160,6 +170,7 @@ class Cluster(Layer):
         self.flavour = flavour()
         self.name = f"05 Kubernetes ({self.flavour})"
         self._found = ""  # the image stage 05 ran before start, "" when it was not deployed
+        self._images: list[str] = []  # the images start and upgrade built
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -180,8 +191,7 @@ class Cluster(Layer):
         if not self.image:
             self.image = build_image()  # the stage-04 image, built once per content hash
         if self.model_path:
-            digest = hashlib.sha256(self.model_path.read_bytes()).hexdigest()[:12]
-            self.image = build_model_image(self.image, self.model_path, f"iris-serving:model-{digest}")
+            self.image = self._built(build_model_image(self.image, self.model_path))
             self.model_path = None  # baked in now
         self._found = deployed_image()
         self.script("up", self.image, timeout=timeout)
@@ -195,6 +205,15 @@ class Cluster(Layer):
             kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=timeout, check=False)
         elif deployed_image() != self._found:
             self.rollout(self._found)
+        for tag in self._images:  # what start and upgrade built: the engine keeps no tag per run
+            if tag != self._found:
+                docker("rmi", tag, check=False)
+        self._images = []
+
+    def _built(self, tag: str) -> str:
+        """Remember an image this layer built (``stop`` removes it); return its tag."""
+        self._images.append(tag)
+        return tag
 
     def serving_pods(self) -> list[dict[str, Any]]:
         """The pods that are running and not being deleted, oldest first."""
@@ -246,7 +265,7 @@ class Cluster(Layer):
         return name
 
     def upgrade(self, new_model: Path) -> str:
-        image = build_model_image(self.image, Path(new_model), f"iris-serving:model-{int(time.time())}")
+        image = self._built(build_model_image(self.image, Path(new_model)))
         self.rollout(image)
         return f"docker build (FROM {self.image} + the new model) -t {image}; kubectl set image ... {image}"
 

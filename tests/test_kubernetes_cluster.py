@@ -24,6 +24,8 @@ import requests
 from harness import scenarios
 from harness.cluster import Cluster
 from harness.cluster import build_model_image
+from harness.container import docker
+from harness.container import image_exists
 from harness.core import wait_until
 from harness.golden import mismatches
 from harness.kube import DEPLOYMENT
@@ -175,7 +177,7 @@ def test_deleting_a_pod_gracefully_under_load_loses_no_request(cluster):
 
 
 def test_rolling_update_to_model_v2_under_load_loses_no_request(cluster, model_v2, stage4_image):
-    image = build_model_image(stage4_image, model_v2, f"iris-serving:v2-{int(time.time())}")
+    image = build_model_image(stage4_image, model_v2)
     try:
         with LoadRun(cluster.base_url, clients=4, max_seconds=300) as run:
             run.warm_up(timeout=30)
@@ -189,6 +191,8 @@ def test_rolling_update_to_model_v2_under_load_loses_no_request(cluster, model_v
         answering = versions_answering(cluster.base_url)
     finally:
         cluster.rollout(stage4_image)  # version 1 again, for the tests after this one
+        docker("rmi", image, check=False)  # no tag left behind per run
+    assert not image_exists(image), f"{image} was left in the engine"
     print(
         f"\nrolling update to v2 in {rollout_s:.1f} s under load: {summary['failed']} failed of"
         f" {summary['requests']}, longest stall {summary['longest_stall_s']} s, slowest request"
