@@ -1,8 +1,9 @@
-"""Dependencies and installed size of a set of top-level packages, in the venv that runs this.
+"""Versions, dependencies and installed size of a set of top-level packages, in the venv that runs this.
 
-Run by bench/run.py with each venv's interpreter: the distributions a
-server needs (the packages named and everything they require, transitively,
-as installed), and the bytes their files take on disk (from each RECORD).
+Run by bench/costs.py with each venv's interpreter: the version of each package
+named, the distributions a server needs (the packages named and everything they
+require, transitively, as installed), and the bytes their files take on disk
+(from each RECORD).
 
     .venv/bin/python bench/deps.py flask gunicorn scikit-learn
 """
@@ -53,6 +54,7 @@ if __name__ == "__main__":
     print(
         json.dumps(
             {
+                "versions": {name: metadata.version(name) for name in sys.argv[1:]},
                 "distributions": len(dists),
                 "installed_mb": round(sum(size_bytes(d) for d in dists.values()) / 2**20, 1),
                 "names": sorted(dists),

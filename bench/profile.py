@@ -1,14 +1,14 @@
 """`make bench-profile`: where a stage-03 worker spends its CPU under single-row load.
 
-Starts stage 03 exactly as `make stage-3` does (2 sync workers, the stage's
-.venv), loads it with wrk (one row, 8 connections) and samples one worker with
-py-spy (``--nonblocking``: the worker is never paused). Every sample is put in
+Starts stage 03 exactly as `make stage-3` does (the harness's Gunicorn layer,
+2 sync workers), loads it with wrk (one row, 8 connections) and samples one
+worker with py-spy from .venv-bench (``--nonblocking``: the worker is never paused). Every sample is put in
 the layer its innermost recognised frame belongs to (gunicorn, its access log,
 Flask + Werkzeug, JSON, our app.py, model.py, scikit-learn + numpy), and each
 layer's share of the CPU is turned into microseconds per request from the
 workers' measured CPU time. Writes results/profile-03.json.
 
-    .venv-bench/bin/python -m bench.profile [--seconds 12] [--env GUNICORN_MAX_REQUESTS=0 ...]
+    .venv/bin/python -m bench.profile [--seconds 12] [--env GUNICORN_MAX_REQUESTS=0 ...]
 """
 
 from __future__ import annotations
@@ -20,22 +20,17 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.run import BENCH
-from bench.run import LOOPBACK
-from bench.run import ROOT
-from bench.run import STAGE_VENV
-from bench.run import WORKERS
-from bench.run import body
-from bench.run import cpu_seconds
-from bench.run import free_port
-from bench.run import run_wrk
-from bench.run import tree
+from bench.servers import PEERS_BIN
+from bench.servers import WORKERS
 from harness import publish
+from harness.core import ROOT
+from harness.core import train_model
+from harness.load import run_wrk
+from harness.local import Gunicorn
 
 # Layers, innermost first wins: (name, pattern on the frame's file). A sample
 # whose innermost frames are the standard library (socket, inspect, abc) is
@@ -82,54 +77,32 @@ def analyse(raw: Path) -> dict[str, Any]:
     }
 
 
-def profile(seconds: float, extra_env: dict[str, str], port: int, idle: bool = False) -> dict[str, Any]:
+def profile(seconds: float, extra_env: dict[str, str], idle: bool = False) -> dict[str, Any]:
     """Start stage 03, load it, sample one worker; the figures as a dict."""
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         work = Path(tmp)
-        model = work / "iris.joblib"
-        subprocess.run([str(STAGE_VENV / "python"), str(ROOT / "01_model_py" / "model.py"), "train", "--model",
-                        str(model)], check=True, capture_output=True, timeout=120)  # fmt: skip
-        single = work / "predict_1.json"
-        single.write_text(json.dumps(body("predict", 1)))
-        log = work / "gunicorn.log"
-        env = {**os.environ, "HOST": LOOPBACK, "PORT": str(port), "MODEL_PATH": str(model),
-               "WEB_CONCURRENCY": str(WORKERS), "PYTHONUNBUFFERED": "1", **extra_env}  # fmt: skip
-        with log.open("wb") as out:
-            server = subprocess.Popen([str(STAGE_VENV / "gunicorn"), "-c", "gunicorn.conf.py", "app:create_app()"],
-                                      cwd=ROOT / "03_wsgi", env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-        try:
-            deadline = time.monotonic() + 90
-            while log.read_text(errors="replace").count("loaded model") < WORKERS:  # every worker booted
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"stage 03 did not boot:\n{log.read_text()[-2000:]}")
-                time.sleep(0.1)
-            worker = tree(server.pid)[1]
-            raw = work / "worker.txt"
-            cpu0 = cpu_seconds(tree(server.pid))
-            spy_args = ["record", "--pid", str(worker), "--nonblocking", "--rate", "250",
+        raw = work / "worker.txt"
+        with Gunicorn(train_model(work), env={"WEB_CONCURRENCY": str(WORKERS), **extra_env}) as layer:
+            spy_args = ["record", "--pid", str(layer.workers()[0]), "--nonblocking", "--rate", "250",
                         "--duration", str(int(seconds) - 1), "--format", "raw", "--output", str(raw)]  # fmt: skip
             spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), *spy_args, *(["--idle"] * idle)],
+                [str(PEERS_BIN / "py-spy"), *spy_args, *(["--idle"] * idle)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            load = run_wrk(f"http://{LOOPBACK}:{port}/predict", single, 8, seconds)
-            cpu = cpu_seconds(tree(server.pid)) - cpu0
+            load = run_wrk(layer.base_url, 8, seconds, serving_pids=layer.serving_pids)
             spy.wait(60)
-            boots = log.read_text(errors="replace").count("Booting worker")
-        finally:
-            server.terminate()
-            server.wait(30)
+            boots = layer.log().count("Booting worker")
         found = analyse(raw)
-    per_request = cpu / max(1, load["requests"]) * 1e6
+    per_request = load["server_cpu_us_per_request"]
     found["layers_us_per_request"] = {k: round(v * per_request, 1) for k, v in found["layers"].items()}
     return {
         "env": extra_env,
         "idle_sampled": idle,
         "rps_while_sampled": load["rps"],  # py-spy attached: not a throughput figure
         "latency_ms": load.get("latency_ms"),
-        "wrk_cpu_cores": load.get("wrk_cpu_cores"),
-        "server_cpu_us_per_request": round(per_request, 1),
+        "client_cpu_cores": load.get("client_cpu_cores"),
+        "server_cpu_us_per_request": per_request,
         "worker_boots": boots,
         **found,
     }
@@ -143,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "profile-03.json")
     args = parser.parse_args(argv)
     extra = dict(e.split("=", 1) for e in args.env)
-    result = profile(args.seconds, extra, free_port(8170), args.idle)
+    result = profile(args.seconds, extra, args.idle)
     run = publish.published()  # the publishing run this is part of (make bench / make results), if any
     result["run"] = publish.stamp(run) if run else None
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
@@ -158,6 +131,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = ["BENCH", "analyse", "profile"]

@@ -10,11 +10,13 @@ server as much CPU as a Python client could not.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from dataclasses import field
@@ -24,6 +26,7 @@ from typing import Any
 import requests
 
 from harness.core import LayerError
+from harness.core import cpu_seconds
 from harness.core import wait_until
 
 # One flower, the same request everywhere (the first golden input).
@@ -232,21 +235,36 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(base_url: str, connections: int, seconds: int = 5, threads: int | None = None) -> dict[str, Any]:
-    """Single-row /predict at ``connections`` concurrent clients with wrk; figures as a dict.
+def run_wrk(
+    base_url: str,
+    connections: int,
+    seconds: float = 5,
+    threads: int | None = None,
+    *,
+    path: str = "/predict",
+    body: Path | None = None,
+    serving_pids: Callable[[], list[int]] | None = None,
+) -> dict[str, Any]:
+    """POST to ``base_url`` + ``path`` at ``connections`` concurrent clients with wrk; figures as a dict.
 
-    Reports requests/s, latency percentiles (ms), errors of every kind, and the
-    CPU wrk itself used (cores), because on a small machine the load generator
-    competes with the server.
+    The body is one flower for /predict, or the JSON in the file ``body`` (the
+    same bytes to every server). Reports requests/s, latency percentiles (ms),
+    errors of every kind, and the CPU wrk itself used (cores, and microseconds
+    per request), because on a small machine the load generator competes with
+    the server. With ``serving_pids`` (a layer's ``serving_pids``) it also
+    reports the server's CPU over the run: cores, microseconds per request, and
+    how many of its processes worked (a tenth of a core or more).
     """
     if not wrk_available():
         raise RuntimeError("wrk is not installed (apt-get install wrk, or brew install wrk)")
     threads = threads or min(connections, 2)
+    server_before = {pid: cpu_seconds(pid, reaped=True) for pid in serving_pids()} if serving_pids else {}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "5s",
-         "-s", str(WRK_SCRIPT), f"{base_url}/predict"],
+         "-s", str(WRK_SCRIPT), f"{base_url}{path}"],
         capture_output=True, text=True, timeout=seconds + 30,
+        env={**os.environ, "WRK_BODY": str(body)} if body else None,
     )  # fmt: skip
     line = next((x for x in proc.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if line is None:  # wrk gives up at once when nothing listens: that is a failure, not zero
@@ -256,7 +274,16 @@ def run_wrk(base_url: str, connections: int, seconds: int = 5, threads: int | No
     result = json.loads(line.removeprefix("WRK_JSON "))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    duration, count = result["duration_s"], result["requests"]
     result["connections"] = connections
-    result["rps"] = round(result["requests"] / result["duration_s"], 1) if result["duration_s"] else 0.0
-    result["client_cpu_cores"] = round(cpu / result["duration_s"], 2) if result["duration_s"] else 0.0
+    result["rps"] = round(count / duration, 1) if duration else 0.0
+    result["client_cpu_cores"] = round(cpu / duration, 2) if duration else 0.0
+    result["client_cpu_us_per_request"] = round(cpu / count * 1e6, 1) if count else None
+    if serving_pids:
+        # Workers started during the run (max_requests recycles them) count from their start;
+        # those that ended count through their master's reaped CPU.
+        used = {pid: cpu_seconds(pid, reaped=True) - server_before.get(pid, 0.0) for pid in serving_pids()}
+        result["server_cpu_cores"] = round(sum(used.values()) / duration, 2) if duration else None
+        result["server_cpu_us_per_request"] = round(sum(used.values()) / count * 1e6, 1) if count else None
+        result["server_busy_processes"] = sum(u >= 0.1 * duration for u in used.values()) if duration else None
     return result

@@ -1,34 +1,45 @@
-"""The benchmark against the peers (bench/), as a smoke run: it runs, and every server answers.
+"""The benchmark against the peers (bench/): its smoke run, its goals' verdicts and the figures of its README.
 
-`make bench` is a measurement, never a pass/fail timing test: this only checks
-that a one-second-per-load run produces plausible, non-empty figures for each
-server (requests served, no errors, latencies that are numbers), so the
-benchmark keeps working as the stages change. It uses the bench's own venv
-(.venv-bench, created by `make bench-venv` on first use).
+`make bench` is a measurement, never a pass/fail timing test: the smoke run only
+checks that a one-second-per-load run measures every server on every load it
+should, with figures that can only be produced by a server that answered. The
+peers run from their own venv (.venv-bench, created by `make bench-venv` on first use).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import subprocess
+import sys
 
 import pytest
 
+from bench import readme
+from bench.goals import FASTAPI
+from bench.goals import FLOOR_BATCH
+from bench.goals import GOALS
+from bench.goals import OURS
+from bench.goals import VERDICTS
+from bench.goals import Goal
+from bench.goals import evaluate
+from bench.servers import WORKERS
 from harness.layers import ROOT
-from harness.layers import model_module
 from harness.load import wrk_available
+from harness.spread import SAME
 
-BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
-SERVERS = (
-    "02 Flask dev server",
-    "03 gunicorn",
-    "FastAPI + uvicorn",
-    "MLServer",
-    "ceiling: gunicorn + bare WSGI",
-    "ceiling: gunicorn + Flask echo",
-)
+SINGLE_AND_BATCH = {"predict_1@1", "predict_1@8", "predict_1000@8"}
+#: every server the smoke run measures, with the loads it gets (stage 04 needs Docker: the full run only)
+LOADS = {
+    "02 Flask dev server": SINGLE_AND_BATCH,
+    "03 gunicorn": SINGLE_AND_BATCH,
+    "FastAPI + uvicorn": SINGLE_AND_BATCH,
+    "MLServer": {"v2_1@1", "v2_1@8", "v2_1000@8"},
+    "ceiling: gunicorn + bare WSGI": {"predict_1@1", "predict_1@8"},
+    "ceiling: gunicorn + Flask echo": {"predict_1@1", "predict_1@8"},
+}
+#: a string that is a path on some machine: absolute, two levels or more, no spaces
+LOCAL_PATH = re.compile(r"/[^/\s]+(?:/[^/\s]+)+/?")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +50,7 @@ def smoke(tmp_path_factory) -> dict:
     assert made.returncode == 0, f"make bench-venv failed:\n{made.stdout[-2000:]}{made.stderr[-2000:]}"
     out = tmp_path_factory.mktemp("bench") / "bench-smoke.json"
     run = subprocess.run(
-        [str(BENCH_PYTHON), "-m", "bench.run", "--smoke", "--port", "8150", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert run.returncode == 0, f"bench smoke run failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
@@ -47,61 +58,97 @@ def smoke(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-def test_smoke_run_records_the_machine_and_the_floor(smoke):
+def test_smoke_run_measures_every_server_on_every_load(smoke):
+    measured = {name: set(entry["loads"]) for name, entry in smoke["servers"].items() if "loads" in entry}
+    assert measured == LOADS
+    assert smoke["servers"]["04 container"]["skipped"], "a server left out must say why"
+    named = {side[0] for goal in GOALS for side in (goal.ours, goal.theirs) if side != FLOOR_BATCH}
+    assert named <= smoke["servers"].keys(), "every goal names a server the benchmark runs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", LOADS)
+def test_smoke_run_has_figures_only_an_answering_server_gives(smoke, server):
+    entry = smoke["servers"][server]
+    for name, load in entry["loads"].items():
+        msg = f"{server} {name}: {load}"
+        assert load["requests"] > 0 and load["rps"] > 0 and load["error_count"] == 0, msg
+        assert 0 < load["latency_ms"]["p50"] <= load["latency_ms"]["p99"], msg
+        assert load["server_cpu_us_per_request"] > 0 and load["client_cpu_us_per_request"] > 0, msg
+    if "predict_1000@8" in entry["loads"] or "v2_1000@8" in entry["loads"]:  # a server with a model
+        sizes = entry["answer_bytes"]
+        assert all(sizes[f"{kind}_1000"] > sizes[f"{kind}_1"] > 0 for kind in ("predict", "v2") if f"{kind}_1" in sizes)
+
+
+@pytest.mark.slow
+def test_smoke_run_records_the_machine_the_floor_and_no_local_path(smoke):
     env = smoke["environment"]
-    assert env["cores"] >= 1 and env["cpu_model"] and len(env["load_average_at_start"]) == 3
-    assert env["versions"]["bench: mlserver"] and env["versions"]["stages: gunicorn"]
+    assert env["cpus_usable"] >= 1 and env["packages"]["gunicorn"] and env["peer_packages"]["mlserver"], env
     floor = smoke["in_process_floor"]
     assert floor["single_calls_per_s"] > 0 and floor["batch_rows_per_s"] > 0, floor
+    assert not local_paths(smoke)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("server", SERVERS)
-def test_smoke_run_has_plausible_figures_for_each_server(smoke, server):
-    loads = smoke["servers"][server]["loads"]
-    assert loads, f"{server}: no loads measured"
-    for name, load in loads.items():
-        msg = f"{server} {name}: {load}"
-        assert load["requests"] > 0 and load["rps"] > 0, msg
-        assert load["error_count"] == 0, msg
-        assert 0 < load["latency_ms"]["p50"] <= load["latency_ms"]["p99"], msg
-        assert load["wrk_cpu_cores"] >= 0, msg
+def test_the_published_results_record_no_local_path():
+    assert not local_paths(json.loads(readme.RESULTS.read_text()))
 
 
-@pytest.mark.slow
-def test_smoke_run_says_why_stage_04_is_missing(smoke):
-    assert smoke["servers"]["04 container"] == {"skipped": "smoke run"}
+def local_paths(value) -> list[str]:
+    """Every string in ``value`` (a JSON document) that is a file-system path."""
+    if isinstance(value, dict):
+        return [p for item in value.values() for p in local_paths(item)]
+    if isinstance(value, list):
+        return [p for item in value for p in local_paths(item)]
+    return [value] if isinstance(value, str) and LOCAL_PATH.fullmatch(value) else []
 
 
-def test_bulk_validation_accepts_and_refuses_exactly_what_row_by_row_does():
-    """model.validate_rows' bulk path (_plain_rows) must never change an answer or an error."""
-    iris = model_module()
-    odd = [0, -0.0, 1000, 1000.0001, -1, True, None, "1", float("nan"), float("inf"), 2**80, 2**1100, [], {}]
-    rng = random.Random(13)
-    checked = 0
-    for _ in range(3000):
-        rows = []
-        for _ in range(rng.randint(1, 3)):
-            row = {f: rng.choice(odd) if rng.random() < 0.2 else round(rng.uniform(0, 10), 2) for f in iris.FEATURES}
-            if rng.random() < 0.05:
-                row.pop(iris.FEATURES[0])
-            if rng.random() < 0.05:
-                row["extra"] = 1
-            rows.append(row if rng.random() > 0.03 else rng.choice([1, "x", None, []]))
-        bulk = iris._plain_rows(rows)
-        try:
-            # A list subclass skips the bulk path (it takes plain lists only): the row-by-row checks alone.
-            slow = iris.validate_rows(RowByRow(rows))
-        except iris.InputError as exc:
-            assert bulk is None, f"bulk path accepted rows that validate_rows refuses ({exc}): {rows}"
-            with pytest.raises(iris.InputError, match=re.escape(str(exc))):
-                iris.validate_rows(rows)
-            continue
-        if bulk is not None:
-            assert bulk.tolist() == slow.tolist() and bulk.dtype == slow.dtype, rows
-            checked += 1
-    assert checked > 100, "too few valid inputs to compare"
+def results_with(ours: tuple[float, float, float], theirs: tuple[float, float, float] | None) -> dict:
+    """Bench results with stage 03 and FastAPI on single rows at 8 connections: (median, min, max) req/s."""
+
+    def entry(rps: float, low: float, high: float, rows: int = 1) -> dict:
+        return {"rps": rps, "rps_min": low, "rps_max": high, "rows_per_request": rows}
+
+    servers = {OURS: {"loads": {"predict_1@8": entry(*ours), "predict_1000@8": entry(*ours, rows=1000)}}}
+    if theirs:
+        servers[FASTAPI] = {"loads": {"predict_1@8": entry(*theirs)}}
+    floor = {"batch_rows_per_s": 5_000, "batch_rows_per_s_min": 4_500, "batch_rows_per_s_max": 5_500}
+    return {"servers": servers, "in_process_floor": floor}
 
 
-class RowByRow(list):
-    """A list that model._plain_rows does not take (it wants exactly list)."""
+SINGLE = (OURS, "predict_1@8"), (FASTAPI, "predict_1@8")
+
+
+@pytest.mark.parametrize(
+    "ours, theirs, target, comparison, verdict, missed_by",
+    [
+        ((100, 95, 105), (50, 48, 52), 1.0, ">=", "held", None),
+        ((100, 95, 105), (50, 48, 52), 2.5, ">=", "missed", 0.2),  # the target's range: 120 to 130
+        ((100, 90, 110), (100, 95, 105), 1.0, ">=", SAME, None),
+        ((100, 95, 105), (50, 48, 52), 1.0, "<=", "missed", 1.0),
+        ((100, 95, 105), None, 1.0, ">=", "not measured", None),
+    ],
+)
+def test_a_goal_is_decided_by_the_ranges_of_ours_and_of_the_target(ours, theirs, target, comparison, verdict,
+                                                                    missed_by):  # fmt: skip
+    found = evaluate(Goal("g", *SINGLE, target, comparison), results_with(ours, theirs))
+    assert found["verdict"] == verdict and found["missed_by"] == missed_by, found
+    assert found["held"] == (verdict in ("held", SAME))
+    assert found["ratio"] == (round(ours[0] / theirs[0], 2) if theirs else None)
+
+
+def test_the_floor_goal_counts_rows_and_the_workers():
+    """Ours: 150 batches/s of 1,000 rows; the floor: 5,000 rows/s on one core times the workers."""
+    found = evaluate(Goal("g", (OURS, "predict_1000@8"), FLOOR_BATCH, 1.0), results_with((150, 140, 160), None))
+    assert found["ours"]["rps"] == 150_000 and found["theirs"]["rps"] == 5_000 * WORKERS, found
+    assert found["theirs"]["rps_max"] == 5_500 * WORKERS and found["verdict"] == "held", found
+
+
+def test_every_goal_has_a_verdict_on_the_published_results():
+    results = json.loads(readme.RESULTS.read_text())
+    assert all(evaluate(goal, results)["verdict"] in VERDICTS for goal in GOALS)
+
+
+def test_the_figures_in_the_bench_readme_are_the_published_ones():
+    text = readme.README.read_text()
+    assert all(f"<!-- figures:{name} -->" in text for name in readme.BLOCKS), "a block is missing from the README"
+    assert text == readme.rendered(text, json.loads(readme.RESULTS.read_text())), "run `python -m bench.readme`"
