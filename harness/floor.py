@@ -2,8 +2,8 @@
 
 One measurement with three users: the machine's calibration (harness.quiet
 repeats the single-row rate and reads its spread as noise), the scorecard's
-stage-01 row and the benchmark's floor (bench/run.py runs this module with the
-stages' interpreter, so the floor uses exactly the packages the servers use).
+stage-01 row and the benchmark's floor (bench/measure.py), all in .venv, so
+the floor uses exactly the packages the servers use.
 
     .venv/bin/python -m harness.floor MODEL_PATH SECONDS   # one JSON line
 """

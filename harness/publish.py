@@ -38,7 +38,6 @@ RUN_ENV = "RESULTS_RUN"
 RUN_FILE = ROOT / "build" / "run.json"
 RECORD = ROOT / "results" / "run.json"
 RESULTS = ROOT / "results"
-BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 
 
 def commit() -> str:

@@ -19,7 +19,6 @@ from harness import floor
 from harness.core import STAGES
 from harness.core import Layer
 from harness.core import LayerError
-from harness.core import cpu_seconds
 from harness.core import process_memory
 from harness.core import wait_until
 from harness.diff import code_changes
@@ -79,17 +78,9 @@ def throughput(layer: Layer, connections: int, seconds: float = 5.0) -> dict[str
         return {"connections": 1, "path": layer.path, "rps": single["single_calls_per_s"],
                 "requests": single["calls"], "latency_ms": single["latency_ms"], "errors": {},
                 "client_cpu_cores": None}  # fmt: skip
-    before = {pid: cpu_seconds(pid, reaped=True) for pid in layer.serving_pids()}
     opened = client_connections()
-    result = run_wrk(layer.base_url, connections, seconds)
+    result = run_wrk(layer.base_url, connections, seconds, serving_pids=layer.serving_pids)
     opened = client_connections() - opened
-    # Workers started during the run (max_requests recycles them) count from their start;
-    # those that ended count through their master's reaped CPU.
-    used = {pid: cpu_seconds(pid, reaped=True) - before.get(pid, 0.0) for pid in layer.serving_pids()}
-    duration = result["duration_s"]
-    result["server_cpu_cores"] = round(sum(used.values()) / duration, 2) if duration else None
-    # how many of the server's processes worked (a tenth of a core or more): what it could use at most
-    result["server_busy_processes"] = sum(u >= 0.1 * duration for u in used.values()) if duration else None
     result["client_connections_per_request"] = round(opened / result["requests"], 3) if result["requests"] else None
     result["path"] = layer.path
     return result

@@ -1,6 +1,6 @@
 -- wrk script: POST one flower to the URL (or the JSON in the file $WRK_BODY) and print
--- the figures as one JSON line. Used by harness/load.py (run_wrk) and bench/run.py (every
--- server gets the same bytes); any non-2xx answer counts as an error.
+-- the figures as one JSON line. Used by harness/load.py (run_wrk), for the scorecard and the
+-- benchmark alike (every server gets the same bytes); any non-2xx answer counts as an error.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local body = os.getenv("WRK_BODY")

@@ -12,7 +12,7 @@ from harness.layers import ROOT
 from harness.scorecard import RESULTS
 
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
-DOCS = [p for p in [*readme.readmes(), ROOT / "EXERCISES.md"] if p.exists()]
+DOCS = [p for p in [*readme.readmes(), ROOT / "EXERCISES.md", ROOT / "bench" / "README.md"] if p.exists()]
 
 
 @pytest.mark.parametrize("path", readme.readmes(), ids=lambda p: str(p.relative_to(ROOT)))
