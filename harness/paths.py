@@ -18,8 +18,3 @@ STAGES = {
 LOOPBACK = "127.0.0.1"
 # The app every served stage runs, as `make stage-N` names it to flask and gunicorn.
 APP = "app:create_app()"
-
-
-def existing_stages() -> list[int]:
-    """Stage numbers whose folder exists in this checkout."""
-    return [n for n, path in STAGES.items() if path.is_dir()]
