@@ -167,19 +167,10 @@ class Container(Layer):
     path = "published port"
     needs = "docker"
 
-    def __init__(
-        self,
-        model_path: Path | None = None,
-        port: int | None = None,
-        env: dict[str, str] | None = None,
-        app: str = APP,
-        *,
-        image: str | None = None,
-        run_args: tuple[str, ...] = (),
-        network: str = "publish",
-        folder: Path | None = None,
-    ):
-        """``model_path`` None serves the model baked into the image; ``run_args`` go to `docker run`.
+    def __init__(self, *args: Any, image: str | None = None, run_args: tuple[str, ...] = (), network: str = "publish",
+                 **kwargs: Any):  # fmt: skip
+        """Layer's arguments; ``model_path`` None serves the model baked into the image; ``run_args`` go to
+        `docker run`.
 
         ``network="publish"`` (what `make stage-4` does) publishes the port on
         127.0.0.1 through Docker's port proxy; ``"host"`` shares the host's
@@ -187,7 +178,7 @@ class Container(Layer):
         proxy costs. An ``app`` other than the stage's own replaces the image's
         command. ``folder`` is what the image is built from when ``image`` is None.
         """
-        super().__init__(model_path, port, env, app, folder=folder)
+        super().__init__(*args, **kwargs)
         self.image = image
         self.run_args = tuple(run_args)
         self.network = network
