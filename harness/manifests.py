@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -29,9 +30,9 @@ from harness.kube import KUBERNETES_VERSION
 from harness.kube import kubectl
 
 
-def render(overlay: str = "kind") -> list[dict[str, Any]]:
-    """Every object of ``k8s/<overlay>`` as kustomize renders it, in order."""
-    return [doc for doc in yaml.safe_load_all(kubectl("kustomize", str(K8S / overlay))) if doc]
+def render(overlay: str = "kind", k8s: Path = K8S) -> list[dict[str, Any]]:
+    """Every object of ``k8s/<overlay>`` as kustomize renders it, in order (``k8s``: stage 05's, or a copy's)."""
+    return [doc for doc in yaml.safe_load_all(kubectl("kustomize", str(k8s / overlay))) if doc]
 
 
 def validate(objects: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:

@@ -1,12 +1,13 @@
 """The workshop exercises check themselves, in both directions.
 
-For every exercise in exercises/check.py: its check FAILS on an untouched
+For every exercise in exercises/catalogue.py: its check FAILS on an untouched
 scratch copy of the stage folder and PASSES once the reference solution
 (exercises/solutions/<id>.patch) is applied to another scratch copy, so no
 check can pass vacuously. The checks run exactly as a learner runs them
 (`python -m exercises.check ID --dir COPY`), so each prints one line and never
-a traceback. Stage-04 ones need Docker, stage-05 ones the cluster (and apply
-to it, then restore it): marked, and skipped with a reason or, in CI, required.
+a traceback; `make check` itself exits non-zero unless the check passes.
+Stage-04 ones need Docker, stage-05 ones the cluster (and apply to it, then
+restore it): marked, and skipped with a reason or, in CI, required.
 
 The catalogue tests keep EXERCISES.md and FACILITATORS.md honest: every
 exercise listed with its time, and agendas whose timings add up.
@@ -14,7 +15,7 @@ exercise listed with its time, and agendas whose timings add up.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import re
 import shutil
@@ -25,17 +26,22 @@ from pathlib import Path
 
 import pytest
 
+from exercises.agenda import DOCS
+from exercises.agenda import render_docs
+from exercises.applied import render
+from exercises.catalogue import EXERCISES
+from exercises.check import main
+from exercises.check import scratch_copy
+from exercises.common import Fail
+from exercises.common import post
+from exercises.common import rows
 from harness.container import docker
 from harness.layers import ROOT
 from harness.layers import STAGES
 from harness.layers import free_port
 from harness.load import wait_until
+from harness.manifests import validate
 
-SPEC = importlib.util.spec_from_file_location("exercises_check", ROOT / "exercises" / "check.py")
-check_module = importlib.util.module_from_spec(SPEC)
-sys.modules[SPEC.name] = check_module  # dataclasses look their module up here
-SPEC.loader.exec_module(check_module)
-EXERCISES = check_module.EXERCISES
 BASE_IMAGE = "python:3.11-slim"
 
 
@@ -86,12 +92,12 @@ def test_check_fails_untouched_and_passes_after_the_reference_solution(exercise,
     if exercise.needs == "cluster":
         request.getfixturevalue("cluster")  # stage 05 deployed (skips without a cluster; fails in CI)
 
-    untouched = check_module.scratch_copy(exercise.id, solved=False, parent=tmp_path)
+    untouched = scratch_copy(exercise.id, solved=False, parent=tmp_path)
     code, output, before_s = run_check(exercise.id, "--dir", str(untouched))
     before = one_line(output)
     assert code == 1 and before.startswith(f"FAIL {exercise.id}: saw "), before
 
-    solved = check_module.scratch_copy(exercise.id, solved=True, parent=tmp_path)
+    solved = scratch_copy(exercise.id, solved=True, parent=tmp_path)
     code, output, after_s = run_check(exercise.id, "--dir", str(solved))
     after = one_line(output)
     assert code == 0 and after.startswith(f"PASS {exercise.id}"), after
@@ -122,7 +128,7 @@ def test_every_solution_is_a_patch_against_its_stage_folder_only(exercise, tmp_p
     patch = ROOT / "exercises" / "solutions" / f"{exercise.id}.patch"
     touched = re.findall(r"^\+\+\+ b/(\S+)", patch.read_text(), re.MULTILINE)
     assert touched and all(p.startswith(STAGES[exercise.stage].name + "/") for p in touched), touched
-    solved = check_module.scratch_copy(exercise.id, solved=True, parent=tmp_path)  # applies, or Fail
+    solved = scratch_copy(exercise.id, solved=True, parent=tmp_path)  # applies, or Fail
     assert solved.is_dir()
 
 
@@ -140,22 +146,24 @@ def test_every_question_has_a_blank_template_and_a_filled_in_reference(exercise)
 def test_exercises_md_lists_every_exercise_with_its_time_and_check():
     text = (ROOT / "EXERCISES.md").read_text()
     listed = dict(re.findall(r"^### (\d\d\.\d) .*?\n(?:<!-- .*? -->\n)?\*\*(\d+) min\*\*", text, re.MULTILINE))
-    assert list(listed) == list(EXERCISES), "EXERCISES.md and exercises/check.py list different exercises"
+    assert list(listed) == list(EXERCISES), "EXERCISES.md and exercises/catalogue.py list different exercises"
     for exercise in EXERCISES.values():
         assert int(listed[exercise.id]) == exercise.minutes, exercise.id
         assert f"make check EX={exercise.id}" in text, exercise.id
 
 
-@pytest.mark.parametrize("path", check_module.DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
 def test_figures_in_the_workshop_docs_are_rendered_from_the_catalogue(path):
     text = path.read_text()
-    assert check_module.render_docs(text) == text, f"{path.name} is stale: python -m exercises.check --docs"
+    assert render_docs(text) == text, f"{path.name} is stale: python -m exercises.check --docs"
 
 
-def test_constants_the_exercises_name_are_in_the_checker():
+def test_constants_the_exercises_name_are_in_the_modules_they_name():
     text = (ROOT / "EXERCISES.md").read_text()
-    for name in re.findall(r"`([A-Z_]+)` \(in `exercises/check.py`\)", text):
-        assert hasattr(check_module, name), name
+    named = re.findall(r"`([A-Z_]+)` \(in `(exercises/[\w/]+)\.py`\)", text)
+    assert named, "EXERCISES.md names no checker constant"
+    for name, module in named:
+        assert hasattr(importlib.import_module(module.replace("/", ".")), name), f"{name} not in {module}.py"
 
 
 def agenda_rows(text: str, title: str) -> list[tuple[int, str, int]]:
@@ -186,7 +194,7 @@ def test_an_unknown_exercise_or_folder_is_one_line_not_a_traceback(tmp_path, cap
     code, output, _ = run_check("9.9")  # once as a learner runs it, the rest in-process (faster)
     assert code == 2 and one_line(output).startswith("FAIL 9.9: no such exercise"), output
     for args in ([], ["02.1", "--dir", str(tmp_path / "missing")], ["--solve", "9.9"]):
-        code = check_module.main(args)
+        code = main(args)
         output = capsys.readouterr().out
         assert code == 2 and one_line(output).startswith("FAIL"), output
 
@@ -212,14 +220,45 @@ def test_solve_applies_the_solution_to_a_scratch_copy_and_says_where():
         shutil.rmtree(folder.parent)
 
 
+# `make check` as a workshop script or CI runs it (-o: the test never rebuilds .venv, whatever its stamp says).
+MAKE_CHECK = ["make", "--no-print-directory", "-o", ".venv/.installed-from-lock", "check"]
+
+
+def make_check(exercise_id: str, folder: Path) -> subprocess.CompletedProcess:
+    """`make check EX=... DIR=...` from the repository root."""
+    command = [*MAKE_CHECK, f"EX={exercise_id}", f"DIR={folder}"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_make_check_exits_non_zero_on_a_wrong_answer_with_the_verdict_in_one_line(tmp_path):
+    """03.3 answered against its own figures (they say 2; the answer says 4): FAIL before any server starts."""
+    folder = scratch_copy("03.3", solved=False, parent=tmp_path)
+    (folder / "answers").mkdir()
+    wrong = 'rps = {1 = 500, 2 = 1000, 4 = 1010}\nstops_helping_at = 4\nlimited_by = "cpus"\n'
+    (folder / "answers" / "03.3.toml").write_text(wrong)
+    proc = make_check("03.3", folder)
+    assert proc.returncode != 0, proc.stdout
+    assert one_line(proc.stdout).startswith("FAIL 03.3: saw stops_helping_at = 4 with your figures"), proc.stdout
+    # make adds one line of its own on stderr, naming the checker's exit code (1: FAIL)
+    assert one_line(proc.stderr).endswith("Error 1"), proc.stderr
+
+
+@pytest.mark.slow
+def test_make_check_exits_zero_on_the_solved_copy(tmp_path):
+    folder = scratch_copy("02.2", solved=True, parent=tmp_path)
+    proc = make_check("02.2", folder)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert one_line(proc.stdout).startswith("PASS 02.2"), proc.stdout
+
+
 @pytest.mark.parametrize("exercise", [e for e in EXERCISES.values() if e.needs == "cluster"], ids=lambda e: e.id)
 def test_stage05_solutions_render_and_validate_strictly_without_a_cluster(exercise, tmp_path):
     """What the cluster checks apply, decided offline: both versions render and validate; they differ."""
     rendered = {}
     for solved in (False, True):
-        folder = check_module.scratch_copy(exercise.id, solved=solved, parent=tmp_path)
-        objects = check_module.render(folder, {"server": "iris-serving:exercise", "proxy": "iris-proxy:ex"})
-        assert not check_module.validate(objects), (exercise.id, solved)
+        folder = scratch_copy(exercise.id, solved=solved, parent=tmp_path)
+        objects = render(folder, {"server": "iris-serving:exercise", "proxy": "iris-proxy:ex"})
+        assert not validate(objects), (exercise.id, solved)
         rendered[solved] = objects
     assert rendered[False] != rendered[True], "the solution changes nothing the cluster would see"
 
@@ -238,10 +277,8 @@ def test_stage05_init_container_of_05_2_trains_version_2_under_the_pods_restrict
     Read-only root, the pod's user, no capabilities, no privilege escalation,
     /tmp as scratch (the pod's emptyDir), /models shared: version 2 comes out.
     """
-    folder = check_module.scratch_copy("05.2", solved=True, parent=tmp_path)
-    pod = next(o for o in check_module.render(folder, {"server": stage4_image}) if o["kind"] == "Deployment")["spec"][
-        "template"
-    ]
+    folder = scratch_copy("05.2", solved=True, parent=tmp_path)
+    pod = next(o for o in render(folder, {"server": stage4_image}) if o["kind"] == "Deployment")["spec"]["template"]
     (init,) = pod["spec"]["initContainers"]
     user = pod["spec"]["securityContext"]["runAsUser"]
     restricted = ["--read-only", "--user", f"{user}:{user}", "--cap-drop", "ALL"]
@@ -278,8 +315,8 @@ def test_stage05_init_container_of_05_2_trains_version_2_under_the_pods_restrict
 
         def answers_version_2() -> bool:
             try:
-                versions.append(check_module.post(f"http://127.0.0.1:{port}/predict", check_module.rows(1)).json())
-            except check_module.Fail:
+                versions.append(post(f"http://127.0.0.1:{port}/predict", rows(1)).json())
+            except Fail:
                 return False
             return versions[-1].get("model_version") == "2"
 

@@ -1,0 +1,1 @@
+"""The checks, one module per stage: each function takes the folder to check and returns, or raises Fail."""

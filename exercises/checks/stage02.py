@@ -1,0 +1,83 @@
+"""Stage 02's checks: the REST API, served by Flask's development server from the folder (harness.local.DevServer)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from exercises.common import Fail
+from exercises.common import error_of
+from exercises.common import get
+from exercises.common import post
+from exercises.common import rows
+from exercises.common import serving
+from exercises.common import train
+from harness.local import DevServer
+
+
+@contextlib.contextmanager
+def dev_server(folder: Path) -> Iterator[str]:
+    """`make stage-2` run from ``folder`` on a free loopback port, serving version 1; yields its base URL."""
+    with (
+        tempfile.TemporaryDirectory(prefix="ex-02-") as tmp,
+        serving(DevServer(train(folder, Path(tmp) / "iris.joblib"), folder=folder)) as server,
+    ):
+        yield server.base_url
+
+
+def check_02_1(folder: Path) -> None:
+    """MAX_ROWS defaults to 100: 101 rows get a 413 naming the limit, 100 rows a 200."""
+    with dev_server(folder) as url:
+        over = post(f"{url}/predict", rows(101))
+        if over.status_code != 413:
+            raise Fail(f"HTTP {over.status_code} for 101 rows (no MAX_ROWS set)", "413: the default limit is 100")
+        if "100" not in error_of(over):
+            raise Fail(f"the error {error_of(over)!r}", "a message naming the limit, 100")
+        at = post(f"{url}/predict", rows(100))
+        if at.status_code != 200:
+            raise Fail(f"HTTP {at.status_code} for exactly 100 rows", "200: 100 rows are allowed")
+        doc = get(f"{url}/openapi.json").json()
+        limit = doc["components"]["schemas"]["PredictRequest"]["properties"]["instances"].get("maxItems")
+        if limit != 100:
+            raise Fail(f"openapi.json saying maxItems {limit}", "the document to say 100 too")
+
+
+def check_02_2(folder: Path) -> None:
+    """GET /v2/models/iris/versions/<v>: 200 for the loaded version, a JSON 404 for any other."""
+    with dev_server(folder) as url:
+        found = get(f"{url}/v2/models/iris/versions/1")
+        if found.status_code != 200:
+            raise Fail(f"HTTP {found.status_code} for /v2/models/iris/versions/1", "200 with the model metadata")
+        body = found.json()
+        if body.get("name") != "iris" or body.get("versions") != ["1"]:
+            raise Fail(
+                f"{json.dumps(body)[:120]}", 'the metadata of /v2/models/iris ("name": "iris", "versions": ["1"])'
+            )
+        for path in ("/v2/models/iris/versions/7", "/v2/models/rose/versions/1"):
+            missing = get(url + path)
+            if missing.status_code != 404 or "error" not in (missing.json() if missing.content else {}):
+                raise Fail(f"HTTP {missing.status_code} for {path}", 'a 404 with {"error": "..."}')
+        if "7" not in error_of(get(f"{url}/v2/models/iris/versions/7")):
+            raise Fail("a 404 that does not name version 7", "an error message naming the version asked for")
+
+
+def check_02_3(folder: Path) -> None:
+    """X-Request-ID: echoed when sane, generated when missing or unsafe, on errors too."""
+    with dev_server(folder) as base:
+        url = f"{base}/predict"
+        echoed = post(url, rows(1), headers={"X-Request-ID": "workshop-42"}).headers.get("X-Request-ID")
+        if echoed != "workshop-42":
+            raise Fail(f"X-Request-ID {echoed!r} in the answer", "the caller's id echoed: 'workshop-42'")
+        first, second = (post(url, rows(1)).headers.get("X-Request-ID") for _ in range(2))
+        if not first or first == second:
+            raise Fail(f"generated ids {first!r} and {second!r}", "a new, different id for each request without one")
+        error = post(url, {"instances": "nope"}, headers={"X-Request-ID": "bad-request-1"})
+        if error.status_code != 400 or error.headers.get("X-Request-ID") != "bad-request-1":
+            raise Fail(f"HTTP {error.status_code} with id {error.headers.get('X-Request-ID')!r}", "400 echoing the id")
+        hostile = "x" * 200
+        sent_back = post(url, rows(1), headers={"X-Request-ID": hostile}).headers.get("X-Request-ID", "")
+        if sent_back == hostile or not sent_back:
+            raise Fail("a 200-character id echoed (or none)", "ids longer than 64 characters replaced by a new one")
