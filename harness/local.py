@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class ServerProcess(Layer):
         fd, log_path = tempfile.mkstemp(prefix=f"{self.folder.name}-", suffix=".log")
         os.close(fd)  # start() opens it by name; an open descriptor per layer would leak
         self.log_path = Path(log_path)
+        weakref.finalize(self, self.log_path.unlink, missing_ok=True)  # read after stop, gone with the layer
 
     def command(self) -> list[str]:
         """The command a reader runs in the stage folder (with this port)."""
@@ -186,9 +188,13 @@ class Gunicorn(ServerProcess):
             raise LayerError(f"{self.name}: not every worker loaded the model; log:\n{self.log()[-2000:]}")
         return time.monotonic() - started
 
+    def master(self) -> int:
+        """gunicorn's master PID: the process `make stage-3` started."""
+        return self.proc.pid
+
     def workers(self) -> list[int]:
         """PIDs of the current worker processes."""
-        return children(self.proc.pid) if self.alive() else []
+        return children(self.master()) if self.alive() else []
 
     def wait_workers(self, count: int, timeout: float = 30.0, exclude: set[int] = frozenset()) -> list[int]:
         """Wait until ``count`` workers not in ``exclude`` are running; return them."""
@@ -200,13 +206,11 @@ class Gunicorn(ServerProcess):
         """Whether workers ``pids`` (default: all current ones) have loaded the model.
 
         Forked is not booted: a worker serves once the app has loaded the
-        model, which it logs with its PID (app.create_app). With preload the
-        master loaded it before forking, so a forked worker is ready.
+        model, which it logs with its PID (app.create_app). A master that logged
+        it (preload_app, however it was set) forks workers that have the model.
         """
-        if self.extra_env.get("GUNICORN_PRELOAD") == "1":
-            return True
         log = self.log()  # once per check: under load the access log grows to megabytes
-        return all(f"(pid {pid})" in log for pid in (pids or self.workers()))
+        return f"(pid {self.master()})" in log or all(f"(pid {pid})" in log for pid in (pids or self.workers()))
 
     def wait_booted(self, pids: list[int] | None = None, timeout: float = 30.0) -> bool:
         """Wait until ``booted(pids)``; False when ``timeout`` passes first."""
@@ -232,5 +236,5 @@ class Gunicorn(ServerProcess):
         # Validate first: a model that cannot load would make every new worker
         # fail to boot, and gunicorn halts when workers cannot boot.
         model_module().install(new_model, self.model_path)
-        os.kill(self.proc.pid, signal.SIGHUP)
-        return f"python model.py install NEW && kill -HUP {self.proc.pid}"
+        os.kill(self.master(), signal.SIGHUP)
+        return f"python model.py install NEW && kill -HUP {self.master()}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 import uuid
@@ -34,7 +33,6 @@ from harness.core import ROOT
 from harness.core import LayerError
 from harness.core import children
 from harness.core import descendants
-from harness.core import model_module
 from harness.core import wait_until
 from harness.local import Gunicorn
 
@@ -71,14 +69,6 @@ class GunicornBehindNginx(Gunicorn):
         if not wait_until(lambda: self.pidfile.exists() and self.pidfile.read_text().strip(), 10):
             raise LayerError(f"{self.name}: gunicorn wrote no PID to {self.pidfile}")
         return int(self.pidfile.read_text())
-
-    def workers(self) -> list[int]:
-        return children(self.master())
-
-    def upgrade(self, new_model: Path) -> str:
-        model_module().install(new_model, self.model_path)
-        os.kill(self.master(), signal.SIGHUP)
-        return f"python model.py install NEW && kill -HUP {self.master()}"
 
     def serving_pids(self) -> list[int]:
         """gunicorn (master, workers) and nginx (master, workers); not the script that started them."""

@@ -17,21 +17,9 @@ from harness.local import Gunicorn
 HELPS = 1.15  # 03.3: doubling the workers helps while it multiplies requests/s by at least this
 
 
-class LearnersGunicorn(Gunicorn):
-    """gunicorn from a learner's folder, whose gunicorn.conf.py may preload the app by default (03.2).
-
-    The harness knows preloading only from GUNICORN_PRELOAD=1 in the environment it
-    sets; a master that logged loading the model itself (its own PID) forked workers
-    that have the model already.
-    """
-
-    def booted(self, pids: list[int] | None = None) -> bool:
-        return f"(pid {self.proc.pid})" in self.log() or super().booted(pids)
-
-
 def gunicorn(folder: Path, model: Path, workers: int):
     """`make stage-3` run from ``folder`` with WEB_CONCURRENCY=``workers``, as a context manager."""
-    return serving(LearnersGunicorn(model, env={"WEB_CONCURRENCY": str(workers)}, folder=folder))
+    return serving(Gunicorn(model, env={"WEB_CONCURRENCY": str(workers)}, folder=folder))
 
 
 def check_03_1(folder: Path) -> None:
