@@ -48,7 +48,7 @@ class InputError(ValueError):
 
 
 class ArtifactError(RuntimeError):
-    """A model artifact that is missing, tampered with, or from another scikit-learn."""
+    """A model artifact that is missing, corrupted (its hash differs from its sidecar) or from another scikit-learn."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def train(version: str = "1", c: float = 1.0, out: Path | None = None) -> dict[s
 def install(source: Path, target: Path | None = None) -> dict[str, Any]:
     """Verify the artifact at ``source``, then atomically put it (with metadata) at ``target``.
 
-    A broken or tampered artifact raises ArtifactError and leaves ``target``
+    A broken or corrupted artifact raises ArtifactError and leaves ``target``
     untouched: validate first, so a reload never swaps in a model that
     cannot load. Returns the installed metadata.
     """

@@ -72,7 +72,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.config.from_mapping(config or {})
-    # Refuse to start with a missing or tampered model: better no server than wrong answers.
+    # Refuse to start with a missing or corrupted model: better no server than wrong answers.
     loaded = iris.load(app.config["MODEL_PATH"])
     app.extensions["iris_model"] = loaded
     log.info("loaded model %s version %s (pid %d)", iris.MODEL_NAME, loaded.version, os.getpid())

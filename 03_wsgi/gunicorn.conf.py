@@ -24,6 +24,19 @@ def _env_int(name: str, default: int) -> int:
     return int(value)
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may use: taskset and cpusets count, not the host's total.
+
+    os.process_cpu_count() (Python 3.13+) and os.sched_getaffinity (Linux) both
+    honour them; macOS before 3.13 has neither, and os.cpu_count() is the best it offers.
+    """
+    if hasattr(os, "process_cpu_count"):
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 # --- Where to listen ---------------------------------------------------------
 # HOST/PORT: the same variables as every other stage. 127.0.0.1 keeps the
 # server private to this machine; a container sets HOST=0.0.0.0 itself.
@@ -38,10 +51,10 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # process in memory each. (gunicorn itself reads WEB_CONCURRENCY before this
 # file: `make stage-3` checks it first; gunicorn started by hand with a value
 # that is not a number stops with gunicorn's own traceback.)
-# We count the CPUs *this process may use* (sched_getaffinity honours taskset
-# and cpusets), not the host's cpu_count(). Typical range: 1 to 2 x CPUs.
+# We count the CPUs *this process may use* (taskset and cpusets honoured, see
+# _usable_cpus), not the host's cpu_count(). Typical range: 1 to 2 x CPUs.
 # In Kubernetes, set it to match the CPU limit and scale with replicas instead.
-workers = _env_int("WEB_CONCURRENCY", len(os.sched_getaffinity(0)))
+workers = _env_int("WEB_CONCURRENCY", _usable_cpus())
 
 # sync: one request per worker at a time. Right for short CPU-bound work like a
 # model prediction; threads would only contend for the GIL, and async workers

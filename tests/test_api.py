@@ -66,7 +66,7 @@ def test_v2_health_and_metadata(client, app):
     assert client.get("/v2").get_json() == {"name": "iris-serving-tutorial", "version": "1", "extensions": []}
 
 
-def test_refuses_to_start_with_a_tampered_model(fresh_model):
+def test_refuses_to_start_with_a_corrupted_model(fresh_model):
     fresh_model.write_bytes(b"tampered")
     with pytest.raises(api.iris.ArtifactError, match="SHA-256"):
         api.create_app({"MODEL_PATH": str(fresh_model)})

@@ -55,7 +55,7 @@ def test_version_two_is_distinguishable(iris, model_v1, model_v2, golden):
     assert mismatches(v2.predict(rows), golden) != [], "version 2 must give visibly different probabilities"
 
 
-def test_refuses_a_tampered_artifact_before_unpickling_it(iris, fresh_model, monkeypatch):
+def test_refuses_a_corrupted_artifact_before_unpickling_it(iris, fresh_model, monkeypatch):
     with fresh_model.open("ab") as f:
         f.write(b"tampered")
     unpickled = []
