@@ -5,17 +5,25 @@
 #
 #   scripts/build_base_image.sh            # pull python:3.11-slim, else build the stand-in
 #   FORCE=1 scripts/build_base_image.sh    # build the stand-in even if the tag exists
+#   PYTHON=3.13 scripts/build_base_image.sh  # python:3.13-slim, from Debian 13 (trixie)
+#   TAG=... EXTRA_PACKAGES=make,git NO_PULL=1 scripts/build_base_image.sh  # another tag, more packages, never pulled
 #
 # How: mmdebstrap bootstraps a minimal Debian bookworm root filesystem with
-# python3.11, venv and pip from the same Debian mirror (and apt proxy) this
+# python3.11 (or 3.13 from trixie), venv and pip from the same Debian mirror (and apt proxy) this
 # host uses, streams it as a tarball into `docker import`, and tags it
 # python:3.11-slim. `python`, `python3` and `pip` are on PATH in /usr/local/bin
 # like in the official image. The host's CA bundle is copied in so pip works
 # behind a TLS-intercepting proxy. Takes about 30 s; needs root (or fakeroot).
 set -euo pipefail
 
-TAG=${TAG:-python:3.11-slim}
-SUITE=bookworm            # Debian 12: its python3 is 3.11
+PYTHON=${PYTHON:-3.11}
+case $PYTHON in
+  3.11) SUITE=bookworm ;; # Debian 12
+  3.13) SUITE=trixie ;;   # Debian 13
+  *) echo "error: PYTHON must be 3.11 (Debian 12) or 3.13 (Debian 13), got '$PYTHON'" >&2; exit 2 ;;
+esac
+TAG=${TAG:-python:$PYTHON-slim}
+EXTRA_PACKAGES=${EXTRA_PACKAGES:-}
 HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 
 command -v docker >/dev/null || { echo "docker is not installed" >&2; exit 1; }
@@ -25,7 +33,7 @@ if [[ -z "${FORCE:-}" ]] && docker image inspect "$TAG" >/dev/null 2>&1; then
   exit 0
 fi
 # A reachable registry always wins: bounded, since a filtered network can hang.
-if [[ -z "${FORCE:-}" ]] && timeout "${PULL_TIMEOUT:-60}" docker pull --quiet "$TAG" >/dev/null 2>&1; then
+if [[ -z "${FORCE:-}${NO_PULL:-}" ]] && timeout "${PULL_TIMEOUT:-60}" docker pull --quiet "$TAG" >/dev/null 2>&1; then
   echo "pulled $TAG"
   exit 0
 fi
@@ -67,12 +75,12 @@ start=$SECONDS
 # shellcheck disable=SC2016
 mmdebstrap --variant=apt --format=tar --quiet \
   "${aptopts[@]}" \
-  --include=python3.11,python3-venv,python3-pip,ca-certificates \
+  --include="python$PYTHON,python3-venv,python3-pip,ca-certificates${EXTRA_PACKAGES:+,$EXTRA_PACKAGES}" \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --customize-hook='for n in python python3; do ln -sf /usr/bin/python3.11 "$1/usr/local/bin/$n"; done' \
+  --customize-hook='for n in python python3; do ln -sf /usr/bin/python'"$PYTHON"' "$1/usr/local/bin/$n"; done' \
   --customize-hook='ln -sf /usr/bin/pip3 "$1/usr/local/bin/pip"' \
   "${ca_hooks[@]}" \
   --customize-hook='printf "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n" > "$1/etc/pip.conf"' \
@@ -85,6 +93,6 @@ mmdebstrap --variant=apt --format=tar --quiet \
     --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
-    --message "stand-in for $TAG: Debian $SUITE python3.11 via mmdebstrap" \
+    --message "stand-in for $TAG: Debian $SUITE python$PYTHON via mmdebstrap" \
     - "$TAG" >/dev/null
 echo "built $TAG in $((SECONDS - start)) s: $(docker image inspect --format '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
