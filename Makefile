@@ -293,8 +293,8 @@ workshop-cache: $(STAMP) ## for a room with no internet: wheels, saved images, c
 	@if $(PY) -m harness.container check; then \
 	  bash scripts/build_base_image.sh && \
 	  IMAGE=$$($(PY) -m harness.container tag) && docker build --quiet --tag $$IMAGE $(STAGE_4) >/dev/null && \
-	  docker save --output $(WORKSHOP_CACHE)/images/iris-images.tar python:3.11-slim $$IMAGE && \
-	  echo "saved python:3.11-slim and $$IMAGE (docker load --input iris-images.tar)"; \
+	  docker save --output $(WORKSHOP_CACHE)/images/iris-images.tar python:3.11-slim python:3.11-slim-bookworm $$IMAGE && \
+	  echo "saved python:3.11-slim(-bookworm) and $$IMAGE (docker load --input iris-images.tar)"; \
 	else echo "no Docker here: no images saved"; fi
 	@if [ -d $(HOME)/.cache/model-serving-layers ]; then \
 	  tar -C $(HOME)/.cache -czf $(WORKSHOP_CACHE)/local-cluster-cache.tar.gz model-serving-layers && \

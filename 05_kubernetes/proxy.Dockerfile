@@ -4,17 +4,23 @@
 # stage-03 teaching file, a deliberate copy), in its own container beside the
 # server's. `make stage-4` builds and starts both on one Docker network; by hand:
 #   docker build -f proxy.Dockerfile -t iris-proxy:dev .
-# Same base image as the server (python:3.11-slim, Debian 12): nothing to pull
-# that the server's build did not already need, and `make base-image` builds a
-# stand-in where no registry answers. nginx comes from Debian's own packages.
+# The server's base image, named by its Debian release (python:3.11-slim-bookworm,
+# Debian 12; `make base-image` builds a stand-in where no registry answers): the
+# package versions below are pinned, and a pin only holds within one release
+# (the plain python:3.11-slim tag moves to the next Debian when it ships).
 ARG PYTHON_VERSION=3.11
-FROM python:${PYTHON_VERSION}-slim
+FROM python:${PYTHON_VERSION}-slim-bookworm
 ARG PYTHON_VERSION
 
 # nginx-light: nginx with the core HTTP modules (proxy included);
 # gettext-base: envsubst, which fills in nginx.conf's two addresses at start.
+# Pinned, so a rebuild installs what was tested (hadolint DL3008). The cost: a
+# security update replaces the version in Debian's archive, and the build then
+# fails until the pin is raised (apt-cache policy nginx-light names the new one).
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends nginx-light gettext-base \
+    && apt-get install --yes --no-install-recommends \
+       nginx-light=1.22.1-9+deb12u12 \
+       gettext-base=0.21-12 \
     && rm -rf /var/lib/apt/lists/*
 
 COPY nginx.conf /etc/nginx/iris/nginx.conf
@@ -36,7 +42,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 
 LABEL org.opencontainers.image.title="iris-proxy" \
       org.opencontainers.image.description="nginx buffering in front of the iris server (model-serving-layers, stage 04)" \
-      org.opencontainers.image.base.name="python:${PYTHON_VERSION}-slim"
+      org.opencontainers.image.base.name="python:${PYTHON_VERSION}-slim-bookworm"
 
 # SIGQUIT is nginx's graceful stop (SIGTERM would drop requests in flight).
 STOPSIGNAL SIGQUIT

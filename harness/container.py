@@ -43,6 +43,7 @@ from harness.golden import load_golden
 
 IMAGE_NAME = "iris-serving"
 BASE_IMAGE = "python:3.11-slim"
+PROXY_BASE_IMAGE = "python:3.11-slim-bookworm"  # proxy.Dockerfile pins Debian 12 packages
 # What the Dockerfile copies; the tag is a hash of these, so it changes exactly
 # when the image would.
 IMAGE_INPUTS = (
@@ -137,8 +138,8 @@ def print_built(build: Callable[[], str], what: str) -> int:
 
 
 def ensure_base_image() -> None:
-    """Make sure python:3.11-slim exists: pull it, or build the stand-in (scripts/build_base_image.sh)."""
-    if not image_exists(BASE_IMAGE):
+    """Make sure the base images exist: pulled, or the stand-in built (scripts/build_base_image.sh)."""
+    if not (image_exists(BASE_IMAGE) and image_exists(PROXY_BASE_IMAGE)):
         result = subprocess.run(["bash", str(BASE_IMAGE_SCRIPT)], capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             raise LayerError(f"no {BASE_IMAGE} and building the stand-in failed:\n{result.stderr[-2000:]}")

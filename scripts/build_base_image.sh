@@ -22,20 +22,38 @@ case $PYTHON in
   3.13) SUITE=trixie ;;   # Debian 13
   *) echo "error: PYTHON must be 3.11 (Debian 12) or 3.13 (Debian 13), got '$PYTHON'" >&2; exit 2 ;;
 esac
+# The default tag also gets its Debian release's tag (python:3.11-slim-bookworm, as the official
+# images have): what a Dockerfile that pins Debian package versions builds from (proxy.Dockerfile).
+RELEASE_TAG=""
+[[ -z "${TAG:-}" ]] && RELEASE_TAG=python:$PYTHON-slim-$SUITE
 TAG=${TAG:-python:$PYTHON-slim}
 EXTRA_PACKAGES=${EXTRA_PACKAGES:-}
 HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 
 command -v docker >/dev/null || { echo "docker is not installed" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "the Docker engine is not running (or not reachable by you)" >&2; exit 1; }
-if [[ -z "${FORCE:-}" ]] && docker image inspect "$TAG" >/dev/null 2>&1; then
-  echo "$TAG already exists; nothing to do (FORCE=1 rebuilds it)"
-  exit 0
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+done_if_complete() {
+  if have "$TAG" && { [[ -z $RELEASE_TAG ]] || have "$RELEASE_TAG"; }; then
+    echo "$TAG${RELEASE_TAG:+ and $RELEASE_TAG} exist; nothing to do (FORCE=1 rebuilds)"
+    exit 0
+  fi
+}
+if [[ -z "${FORCE:-}" ]]; then
+  done_if_complete
+  # An image of this Debian release under the short tag (a stand-in built before) is the release's.
+  if have "$TAG" && [[ -n $RELEASE_TAG ]] &&
+    [[ $(docker run --rm --entrypoint cat "$TAG" /etc/os-release) == *"VERSION_CODENAME=$SUITE"* ]]; then
+    docker tag "$TAG" "$RELEASE_TAG"
+  fi
+  done_if_complete
 fi
 # A reachable registry always wins: bounded, since a filtered network can hang.
-if [[ -z "${FORCE:-}${NO_PULL:-}" ]] && timeout "${PULL_TIMEOUT:-60}" docker pull --quiet "$TAG" >/dev/null 2>&1; then
-  echo "pulled $TAG"
-  exit 0
+if [[ -z "${FORCE:-}${NO_PULL:-}" ]]; then
+  for tag in "$TAG" $RELEASE_TAG; do
+    have "$tag" || { timeout "${PULL_TIMEOUT:-60}" docker pull --quiet "$tag" >/dev/null 2>&1 && echo "pulled $tag"; } || true
+  done
+  done_if_complete
 fi
 command -v mmdebstrap >/dev/null || { echo "mmdebstrap is missing: apt-get install mmdebstrap" >&2; exit 1; }
 
@@ -93,6 +111,8 @@ mmdebstrap --variant=apt --format=tar --quiet \
     --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
-    --message "stand-in for $TAG: Debian $SUITE python$PYTHON via mmdebstrap" \
-    - "$TAG" >/dev/null
-echo "built $TAG in $((SECONDS - start)) s: $(docker image inspect --format '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
+    --message "stand-in for ${RELEASE_TAG:-$TAG}: Debian $SUITE python$PYTHON via mmdebstrap" \
+    - "${RELEASE_TAG:-$TAG}" >/dev/null
+# The short tag too, unless a pulled image (of another Debian release) holds it.
+[[ -z $RELEASE_TAG ]] || { [[ -z "${FORCE:-}" ]] && have "$TAG"; } || docker tag "$RELEASE_TAG" "$TAG"
+echo "built ${RELEASE_TAG:-$TAG} in $((SECONDS - start)) s: $(docker image inspect --format '{{.Size}}' "${RELEASE_TAG:-$TAG}" | awk '{printf "%.0f MB", $1/1e6}')"

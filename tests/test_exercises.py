@@ -36,13 +36,12 @@ from exercises.common import Fail
 from exercises.common import post
 from exercises.common import rows
 from harness.container import docker
+from harness.container import ensure_base_image
 from harness.layers import ROOT
 from harness.layers import STAGES
 from harness.layers import free_port
 from harness.load import wait_until
 from harness.manifests import validate
-
-BASE_IMAGE = "python:3.11-slim"
 
 
 def run_check(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, float]:
@@ -87,8 +86,7 @@ def ran(request):
 def test_check_fails_untouched_and_passes_after_the_reference_solution(exercise, request, tmp_path, ran):
     if exercise.needs == "docker":
         request.getfixturevalue("docker_engine")
-        if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True).returncode != 0:
-            subprocess.run(["bash", str(ROOT / "scripts" / "build_base_image.sh")], check=True, timeout=900)
+        ensure_base_image()
     if exercise.needs == "cluster":
         request.getfixturevalue("cluster")  # stage 05 deployed (skips without a cluster; fails in CI)
 

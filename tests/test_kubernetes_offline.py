@@ -147,7 +147,15 @@ def test_the_kind_node_image_is_the_validated_kubernetes_version_pinned_by_diges
 def test_the_rendered_objects_are_the_ones_the_readme_describes(objects):
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(
-        ["Namespace", "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+        [
+            "Namespace",
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+        ]
     )
     assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"iris-serving"}
     for obj in objects:
@@ -175,6 +183,16 @@ def test_hpa_and_pdb_point_at_the_deployment(objects):
     assert (ref["apiVersion"], ref["kind"], ref["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
     assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_network_policy_admits_only_the_proxy_port(objects, proxy):
+    """Other pods reach the server through nginx, never gunicorn's port directly (where the plugin enforces it)."""
+    deployment, policy = find(objects, "Deployment"), find(objects, "NetworkPolicy")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items(), "it selects the server's pods"
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert [p["port"] for p in rule["ports"]] == [p["name"] for p in proxy["ports"]], rule
 
 
 def test_probes_ask_paths_the_app_serves_on_the_container_port(container, app):

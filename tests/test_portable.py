@@ -40,14 +40,14 @@ LINUX_ONLY = (
     "process_cpu_count",
 )
 
-# Runs in the stage's folder: remove the calls, import every module, read gunicorn's settings.
+# Runs in the stage's folder (on sys.path, as for any `python -c`): remove the calls, import every
+# module, read gunicorn's settings.
 IMPORT_ALL = """
 import json, os, runpy, sys
 from pathlib import Path
 for name in sys.argv[1].split(","):
     if hasattr(os, name):
         delattr(os, name)
-sys.path.insert(0, ".")
 imported = []
 for path in sorted(Path(".").glob("*.py")):
     if path.name == "gunicorn.conf.py":
