@@ -50,6 +50,9 @@ STAGE = STAGES[5]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"  # `make checkov-venv` (.ci/checkov.lock)
 CHECKOV_CONFIG = ROOT / ".ci" / "checkov.yaml"  # the checks skipped, each with its reason
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+DEPENDABOT = ROOT / ".github" / "dependabot.yml"
+# The first major version of each action that runs on Node 24 (their release notes).
+NODE_24_MAJOR = {"actions/checkout": 5, "actions/setup-python": 6, "actions/setup-go": 6}
 KIND_CONFIG = K8S / "kind" / "kind-cluster.yaml"
 
 
@@ -312,14 +315,28 @@ def test_kind_script_says_what_is_missing():
     assert result.returncode != 0 and "usage" in result.stderr, result.stderr
 
 
-def test_ci_workflow_is_a_valid_github_workflow():
+@pytest.mark.parametrize(
+    ("schema", "path"),
+    [("vendor.github-workflows", WORKFLOW), ("vendor.dependabot", DEPENDABOT)],
+    ids=["ci", "dependabot"],
+)
+def test_github_configuration_is_valid(schema, path):
     result = subprocess.run(
-        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        [str(BIN / "check-jsonschema"), "--builtin-schema", schema, str(path)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_workflow_pins_every_action_by_commit_on_node_24():
+    """Node 20 actions are retired on hosted runners; a tag can move, a commit cannot."""
+    uses = re.findall(r"uses: (\S+)@(\S+)(?: # (\S+))?", WORKFLOW.read_text())
+    assert uses
+    for action, ref, tag in uses:
+        assert re.fullmatch(r"[0-9a-f]{40}", ref) and tag, f"{action}@{ref}: pin a commit, its tag in a comment"
+        assert int(tag.lstrip("v").split(".")[0]) >= NODE_24_MAJOR[action], f"{action} {tag} runs on Node 20"
 
 
 @pytest.mark.docker
