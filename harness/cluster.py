@@ -37,6 +37,7 @@ from harness.core import children
 from harness.core import cpu_seconds
 from harness.core import model_module
 from harness.core import process_memory
+from harness.core import procfs
 from harness.core import wait_ready
 from harness.kube import CLUSTER_NAME
 from harness.kube import DEPLOYMENT
@@ -72,10 +73,10 @@ def control_plane_pids() -> dict[str, int]:
         for name in CONTROL_PLANE:
             with contextlib.suppress(OSError, ValueError):
                 pid = int((LOCAL_RUN / f"{name}.pid").read_text())
-                if Path(f"/proc/{pid}").exists():
+                if procfs(pid).exists():
                     found[name] = pid
         return found
-    for proc in Path("/proc").glob("[0-9]*"):  # kind: the node's processes are visible from the host
+    for proc in procfs().glob("[0-9]*"):  # kind: the node's processes are visible from the host
         with contextlib.suppress(OSError):
             name = (proc / "comm").read_text().strip()
             if name in CONTROL_PLANE[:-1] and name not in found:

@@ -38,6 +38,7 @@ from harness.core import LayerError
 from harness.core import children
 from harness.core import namespace_pid
 from harness.core import process_memory
+from harness.core import procfs
 from harness.core import wait_ready
 from harness.golden import load_golden
 
@@ -325,7 +326,7 @@ def engine_memory() -> dict[str, Any]:
     (each names docker, or containerd's namespace for Docker, moby, on its command line; a Kubernetes
     node's own containerd does not)."""
     found: dict[str, float] = {}
-    for proc in Path("/proc").glob("[0-9]*"):
+    for proc in procfs().glob("[0-9]*"):
         try:
             command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             if command.split(" ", 1)[0].endswith("dockerd") or "docker" in command or "moby" in command:

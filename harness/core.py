@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,25 @@ QUICK = os.environ.get("NOTEBOOK_QUICK") == "1"
 
 class LayerError(RuntimeError):
     """A layer did not start, stop or become ready in time; the message says why."""
+
+
+# Process figures (memory, CPU, a server's workers) come from Linux's /proc: the lesson is what
+# the kernel counts. Elsewhere (macOS) they stop with one line instead of a FileNotFoundError.
+PROC = Path("/proc")
+
+
+class LinuxOnly(LayerError):
+    """A figure that reads Linux's /proc, asked for on a system without it."""
+
+
+def procfs(*parts: str | int) -> Path:
+    """A path under /proc, or LinuxOnly (one line) on a system that has none."""
+    if not PROC.is_dir():
+        raise LinuxOnly(
+            f"the harness reads process figures from Linux's /proc, which {platform.system()} lacks: "
+            "run the measurements on Linux (on Windows: in WSL)"
+        )
+    return PROC.joinpath(*map(str, parts))
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
@@ -122,7 +142,7 @@ def free_port() -> int:
 def process_memory(pid: int) -> dict[str, int]:
     """RSS, PSS and USS of one process in bytes, from /proc/PID/smaps_rollup."""
     fields = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+    for line in procfs(pid, "smaps_rollup").read_text().splitlines()[1:]:
         key, value = line.split(":", 1)
         fields[key] = int(value.split()[0]) * 1024
     return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
@@ -131,7 +151,7 @@ def process_memory(pid: int) -> dict[str, int]:
 def children(pid: int) -> list[int]:
     """Direct child PIDs of a process (Linux /proc)."""
     found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    for task in procfs(pid, "task").glob("*"):
         try:
             text = (task / "children").read_text()
         except FileNotFoundError:  # that thread ended meanwhile (gunicorn restarts one on HUP)
@@ -152,7 +172,7 @@ def descendants(pid: int) -> list[int]:
 
 def namespace_pid(pid: int) -> int:
     """The PID a process has inside its own PID namespace (a container's), from /proc/PID/status."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in procfs(pid, "status").read_text().splitlines():
         if line.startswith("NSpid:"):
             return int(line.split()[-1])
     return pid
@@ -166,7 +186,7 @@ def cpu_seconds(pid: int, reaped: bool = False) -> float:
     the CPU of a worker that ended during a measurement.
     """
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = procfs(pid, "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:  # ended meanwhile: its CPU is now its parent's reaped CPU
         return 0.0
     ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if reaped else 0)

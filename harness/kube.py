@@ -19,6 +19,7 @@ from harness.core import BIN
 from harness.core import ROOT
 from harness.core import STAGES
 from harness.core import LayerError
+from harness.core import procfs
 from harness.core import wait_until
 
 K8S = STAGES[5] / "k8s"
@@ -122,7 +123,7 @@ def container_pids(pod: dict[str, Any], container: str = "server") -> list[int]:
         return []
     container_id = statuses[0]["containerID"].split("://", 1)[1]
     pids = []
-    for proc in Path("/proc").glob("[0-9]*"):
+    for proc in procfs().glob("[0-9]*"):
         try:
             if container_id in (proc / "cgroup").read_text():
                 pids.append(int(proc.name))
@@ -132,7 +133,7 @@ def container_pids(pod: dict[str, Any], container: str = "server") -> list[int]:
     # PID 1 of the container is the one whose parent (the runtime's shim) is outside it.
     def parent(pid: int) -> int:
         try:
-            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            return int(procfs(pid, "stat").read_text().rsplit(")", 1)[1].split()[1])
         except OSError:
             return -1
 

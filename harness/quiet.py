@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import floor
+from harness.core import procfs
 from harness.core import train_model
 from harness.spread import iqr_spread
 
@@ -50,7 +51,7 @@ class Busy(RuntimeError):
 
 def cpu_times() -> list[int]:
     """The aggregate CPU line of /proc/stat: user nice system idle iowait irq softirq steal (jiffies)."""
-    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return [int(x) for x in procfs("stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
 def cpu_shares(before: list[int], after: list[int]) -> dict[str, float]:

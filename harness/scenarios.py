@@ -20,6 +20,7 @@ from harness.core import STAGES
 from harness.core import Layer
 from harness.core import LayerError
 from harness.core import process_memory
+from harness.core import procfs
 from harness.core import wait_until
 from harness.diff import code_changes
 from harness.golden import load_golden
@@ -66,7 +67,7 @@ def client_connections() -> int:
     Read around a wrk run, it counts the connections the client had to open: one per request when the
     server closes each one (gunicorn's sync worker), a handful when a proxy keeps them alive (nginx).
     """
-    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    lines = [line.split() for line in procfs("net", "snmp").read_text().splitlines() if line.startswith("Tcp:")]
     return int(lines[1][lines[0].index("ActiveOpens")])
 
 

@@ -33,6 +33,7 @@ from harness.core import STAGES
 from harness.core import Layer
 from harness.core import LayerError
 from harness.core import model_module
+from harness.core import procfs
 from harness.core import train_model
 from harness.layers import PROTECTED
 from harness.layers import layer_class
@@ -75,11 +76,7 @@ def available_stages() -> dict[int, str]:
 def environment() -> dict[str, Any]:
     """What the figures were measured on: hardware, OS, versions."""
     cpu_model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
+        (line.split(":", 1)[1].strip() for line in procfs("cpuinfo").read_text().splitlines() if "model name" in line),
         platform.processor(),
     )
     tools = {}

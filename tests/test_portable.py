@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from harness import core
 from harness.layers import STAGES
 
 # In os on Linux, absent on macOS (the docs mark them "Availability: Linux"), plus the 3.13 addition.
@@ -82,3 +83,14 @@ def test_gunicorn_counts_the_cpus_this_process_may_use(monkeypatch):
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     usable = os.process_cpu_count() if hasattr(os, "process_cpu_count") else len(os.sched_getaffinity(0))
     assert runpy.run_path(str(STAGES[3] / "gunicorn.conf.py"))["workers"] == usable
+
+
+@pytest.mark.parametrize(
+    "figure", [core.process_memory, core.children, core.cpu_seconds, core.namespace_pid], ids=lambda f: f.__name__
+)
+def test_process_figures_stop_with_one_line_where_there_is_no_proc(figure, monkeypatch, tmp_path):
+    """The harness's /proc readings are Linux's lesson; on macOS they say so in one line, not a traceback of paths."""
+    monkeypatch.setattr(core, "PROC", tmp_path / "no-proc")
+    with pytest.raises(core.LinuxOnly) as raised:
+        figure(os.getpid())
+    assert "\n" not in str(raised.value) and "Linux" in str(raised.value) and "WSL" in str(raised.value)
