@@ -29,7 +29,9 @@ def scorecard(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(not wrk_available(), reason="wrk is not installed (apt-get install wrk): no throughput figures")
 def test_scorecard_smoke_run_writes_every_figure(tmp_path):
     out = tmp_path / "scorecard.json"
-    result = scorecard("--stages", "1,2,3", "--seconds", "1", "--observe", "5", "--hold", "2", "--out", str(out))
+    result = scorecard(
+        "--stages", "1,2,3", "--seconds", "1", "--rounds", "2", "--observe", "5", "--hold", "2", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[02 Flask dev server] crash under load" in result.stderr, "progress is visible"
     results = json.loads(out.read_text())
