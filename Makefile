@@ -24,12 +24,25 @@ help: ## show this help
 	@echo "Usage: make <target>   (HOST/PORT override 127.0.0.1:8000)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: setup
-setup: $(STAMP) ## create .venv from requirements.lock (one lock for every stage)
+# uv makes the environment: `uv sync --locked` installs uv.lock's exact pins, hashes checked, in
+# seconds when its cache is warm. A uv on PATH is used; where there is none, the pinned one is
+# installed from PyPI with pip, once, outside the clone (by version). PYTHON_SYSTEM is the Python
+# the venv is made from: uv never downloads one.
+UV_VERSION := 0.13.9
+UV_HOME := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/model-serving-layers/uv-$(UV_VERSION)
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
+UV_SYNC = $(UV) --no-python-downloads sync --locked --quiet --python $(PYTHON_SYSTEM)
+export UV
 
-$(STAMP): requirements.lock pyproject.toml
-	$(PYTHON_SYSTEM) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements.lock
+$(UV_HOME)/bin/uv:
+	$(PYTHON_SYSTEM) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.PHONY: setup
+setup: $(STAMP) ## create .venv from uv.lock (one lock for every stage, the tests and the notebooks)
+
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	$(UV_SYNC)
 	@# The harness is imported from this checkout: a .pth file puts it on the venv's path. No build
 	@# step, so no setuptools, which venvs on Python 3.12+ no longer ship.
 	$(PY) -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "model-serving-layers.pth").write_text(sys.argv[1] + "\n")' "$(CURDIR)"
@@ -203,27 +216,20 @@ lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 # checkov scans stage 05's manifests (tests/test_kubernetes_offline.py); a CI tool with about 90
-# packages of its own, so it lives in .venv-checkov, from .ci/checkov.lock.
+# packages of its own, so it lives in .venv-checkov, a uv project of its own (.ci/pyproject.toml).
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-from-lock
 
-$(CHECKOV_STAMP): .ci/checkov.lock
-	$(PYTHON_SYSTEM) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet -r .ci/checkov.lock
+$(CHECKOV_STAMP): .ci/uv.lock .ci/pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(CHECKOV_VENV) $(UV_SYNC) --project .ci
 	touch $@
 
 .PHONY: checkov-venv
-checkov-venv: $(CHECKOV_STAMP) ## create .venv-checkov from .ci/checkov.lock (what CI installs)
+checkov-venv: $(CHECKOV_STAMP) ## create .venv-checkov from .ci/uv.lock (what CI installs)
 
 .PHONY: checkov
 checkov: $(STAMP) $(CHECKOV_STAMP) ## scan stage 05's rendered manifests with checkov (.ci/checkov.yaml: what is skipped, and why)
 	$(PY) -m pytest -q -s tests/test_kubernetes_offline.py -k checkov
-
-.PHONY: checkov-lock
-checkov-lock: $(CHECKOV_STAMP) ## re-resolve .ci/checkov.lock from .ci/checkov.in (needs pip-tools)
-	$(CHECKOV_VENV)/bin/pip install --quiet pip-tools==7.6.2
-	cd .ci && ../$(CHECKOV_VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
-	  --output-file=checkov.lock checkov.in
 
 .PHONY: diff
 diff: ## what one layer adds, code and configuration: make diff A=2 B=3 (ALL=1: the READMEs too)
@@ -242,18 +248,18 @@ sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that 
 	  $(STAGE_4)/requirements.txt $(STAGE_5)/; true
 
 # The benchmark against the peers (FastAPI + uvicorn, MLServer): the peers run from their
-# own venv, from bench/requirements.lock, so the stages keep only the user's packages; the
-# benchmark itself runs in .venv, where the harness starts stages 02-04 as `make stage-N` does.
+# own venv, a uv project of its own (bench/pyproject.toml), so the stages keep only the user's
+# packages; the benchmark itself runs in .venv, where the harness starts stages 02-04 as
+# `make stage-N` does.
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-from-lock
 
-$(BENCH_STAMP): bench/requirements.lock
-	$(PYTHON_SYSTEM) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.lock
+$(BENCH_STAMP): bench/uv.lock bench/pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(BENCH_VENV) $(UV_SYNC) --project bench
 	touch $@
 
 .PHONY: bench-venv
-bench-venv: $(BENCH_STAMP) ## create .venv-bench from bench/requirements.lock (the peers and the profiler only)
+bench-venv: $(BENCH_STAMP) ## create .venv-bench from bench/uv.lock (the peers and the profiler only)
 
 .PHONY: bench
 bench: $(STAMP) $(BENCH_STAMP) ## stages 02-04 vs FastAPI + uvicorn and MLServer, one run, wrk: results/bench.json + .png, bench/README.md's figures (minutes)
@@ -268,21 +274,22 @@ bench-smoke: $(STAMP) $(BENCH_STAMP) ## the benchmark at one second a load, no D
 bench-profile: $(STAMP) $(BENCH_STAMP) ## py-spy on a stage-03 worker under wrk load: where its CPU goes, results/profile-03.json
 	$(PY) -m bench.profile
 
-.PHONY: bench-lock
-bench-lock: $(BENCH_STAMP) ## re-resolve bench/requirements.lock from bench/requirements.in (needs pip-tools)
-	$(BENCH_VENV)/bin/pip install --quiet pip-tools==7.6.2
-	cd bench && ../$(BENCH_VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
-	  --output-file requirements.lock requirements.in
-
 .PHONY: golden
 golden: $(STAMP) ## regenerate tests/golden_predictions.json from a fresh version-1 model
 	$(PY) tests/make_golden.py
 
 .PHONY: lock
-lock: ## re-resolve requirements.lock from requirements.in (needs pip-tools)
-	$(PY) -m pip install --quiet pip-tools==7.6.2
-	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
-	  --output-file requirements.lock requirements.in
+lock: | $(UV) ## re-resolve the three uv.lock files (root, bench, .ci) from their pyproject.toml, then export each stage's requirements.txt
+	$(UV) lock && $(UV) lock --project bench && $(UV) lock --project .ci
+	$(MAKE) --no-print-directory requirements
+
+# Each served stage's requirements.txt is its dependency group exported from uv.lock with hashes
+# (harness/requirements.py), so `pip install -r requirements.txt` (stage 04's Dockerfile, a learner
+# without uv) installs exactly the files uv.lock pins. Stage 05's copy is `make sync`'s.
+.PHONY: requirements
+requirements: | $(UV) ## export each stage's requirements.txt from uv.lock (pins with hashes; tested to match)
+	$(PYTHON_SYSTEM) -m harness.requirements write
+	@$(MAKE) --no-print-directory sync
 
 # Workshop exercises (EXERCISES.md): each checks itself against the real layer. The verdict is one
 # line; unless it is PASS the target fails, so a script or CI can tell (make adds its own "Error N").
@@ -298,17 +305,21 @@ solve: $(STAMP) ## apply an exercise's reference solution to a scratch copy and 
 WORKSHOP_CACHE ?= build/workshop
 
 .PHONY: workshop-cache
-workshop-cache: $(STAMP) ## for a room with no internet: wheels, saved images, cluster binaries into build/workshop
+workshop-cache: $(STAMP) $(UV_HOME)/bin/uv ## for a room with no internet: wheels, saved images, cluster binaries into build/workshop
 	mkdir -p $(WORKSHOP_CACHE)/wheels $(WORKSHOP_CACHE)/images
-	$(VENV)/bin/pip download --quiet --no-deps --dest $(WORKSHOP_CACHE)/wheels -r requirements.lock
+	@# uv's own wheel, for the bootstrap (pip), and a uv cache holding every package uv.lock pins
+	@# (filled by a sync into a scratch venv), which `uv sync --offline` installs from.
+	$(UV_HOME)/bin/pip download --quiet --no-deps --dest $(WORKSHOP_CACHE)/wheels uv==$(UV_VERSION)
+	UV_CACHE_DIR=$(abspath $(WORKSHOP_CACHE))/uv-cache UV_PROJECT_ENVIRONMENT=$(abspath $(WORKSHOP_CACHE))/scratch-venv $(UV_SYNC)
+	rm -rf $(WORKSHOP_CACHE)/scratch-venv
 	@if $(PY) -m harness.container check; then \
 	  bash scripts/build_base_image.sh && \
 	  IMAGE=$$($(PY) -m harness.container tag) && docker build --quiet --tag $$IMAGE $(STAGE_4) >/dev/null && \
 	  docker save --output $(WORKSHOP_CACHE)/images/iris-images.tar python:3.11-slim python:3.11-slim-bookworm $$IMAGE && \
 	  echo "saved python:3.11-slim(-bookworm) and $$IMAGE (docker load --input iris-images.tar)"; \
 	else echo "no Docker here: no images saved"; fi
-	@if [ -d $(HOME)/.cache/model-serving-layers ]; then \
-	  tar -C $(HOME)/.cache -czf $(WORKSHOP_CACHE)/local-cluster-cache.tar.gz model-serving-layers && \
-	  echo "saved the local cluster's binaries (~/.cache/model-serving-layers)"; \
-	else echo "no local cluster binaries in ~/.cache/model-serving-layers (make cluster-build first)"; fi
+	@if [ -d $(HOME)/.cache/model-serving-layers/cluster ]; then \
+	  tar -C $(HOME)/.cache -czf $(WORKSHOP_CACHE)/local-cluster-cache.tar.gz model-serving-layers/cluster && \
+	  echo "saved the local cluster's binaries (~/.cache/model-serving-layers/cluster)"; \
+	else echo "no local cluster binaries in ~/.cache/model-serving-layers/cluster (make cluster-build first)"; fi
 	@du -sh $(WORKSHOP_CACHE)/* | sed 's/^/  /'

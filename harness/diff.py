@@ -11,16 +11,32 @@ line counts, not shown. Standard library only: a diff needs no .venv.
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-from harness.paths import ROOT
 from harness.paths import STAGES
 
 # Never part of a lesson: trained artifacts and bytecode.
 IGNORED = ("artifacts", "__pycache__")
 DOC_SUFFIXES = (".md", ".ipynb")
+# A requirements.txt lists each pin's file hashes (numpy alone has dozens): checked by pip, never read
+# by a person. The lesson is the pins, so the hash lines are left out of what is shown and counted.
+HASH_LINE = re.compile(r"^\s+--hash=\S+.*\n?", re.MULTILINE)
+CONTINUED = re.compile(r" \\$", re.MULTILINE)
+
+
+def _lesson_view(stage: int, into: Path) -> Path:
+    """A copy of stage ``stage`` as the diff reads it (empty for a stage that does not exist)."""
+    into.mkdir(parents=True)
+    if stage in STAGES:
+        shutil.copytree(STAGES[stage], into, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*IGNORED))
+        for requirements in into.rglob("requirements*.txt"):
+            requirements.write_text(CONTINUED.sub("", HASH_LINE.sub("", requirements.read_text())))
+    return into
 
 
 def _file_diffs(a: int, b: int) -> dict[str, str]:
@@ -28,11 +44,13 @@ def _file_diffs(a: int, b: int) -> dict[str, str]:
 
     A stage ``a`` that does not exist (0, before stage 01) is an empty folder: all of ``b`` is added.
     """
-    excludes = [arg for name in IGNORED for arg in ("-x", name)]
-    with tempfile.TemporaryDirectory() as nothing:
-        before = str(STAGES[a]) if a in STAGES else nothing
+    if a == b:
+        return {}
+    with tempfile.TemporaryDirectory() as scratch:
+        before = _lesson_view(a, Path(scratch, STAGES[a].name if a in STAGES else "nothing"))
+        after = _lesson_view(b, Path(scratch, STAGES[b].name))
         out = subprocess.run(
-            ["diff", "-ruN", *excludes, before, STAGES[b].name], cwd=ROOT, capture_output=True, text=True
+            ["diff", "-ruN", before.name, after.name], cwd=scratch, capture_output=True, text=True
         ).stdout
     chunks: dict[str, str] = {}
     path = ""

@@ -8,19 +8,19 @@
 # How: a Debian root filesystem with that Python, make and git (build_base_image.sh, so no
 # registry is needed), this checkout's committed state cloned inside (the host's .venv and
 # files stay untouched), then the README's setup and the fast tests, as a learner runs them.
-# pip's downloads are cached outside the clone, one directory per Python version.
+# pip's (uv's bootstrap) and uv's downloads are cached outside the clone, one directory per Python version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version=${1:-}
 [[ $version =~ ^3\.[0-9]+$ ]] || { echo "usage: $0 3.13 (a Python version the script knows: see build_base_image.sh)" >&2; exit 2; }
 tag="model-serving-layers/python-test:$version"
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/model-serving-layers/pip-python$version"
-mkdir -p "$cache"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/model-serving-layers/python$version"
+mkdir -p "$cache/pip" "$cache/uv"
 
 PYTHON=$version TAG=$tag EXTRA_PACKAGES=make,git NO_PULL=1 bash scripts/build_base_image.sh
 start=$SECONDS
-docker run --rm --volume "$PWD:/src:ro" --volume "$cache:/root/.cache/pip" "$tag" bash -euc '
+docker run --rm --volume "$PWD:/src:ro" --volume "$cache/pip:/root/.cache/pip" --volume "$cache/uv:/root/.cache/uv" "$tag" bash -euc '
   git config --global --add safe.directory "*"
   git clone --quiet /src /work && cd /work
   python3 --version

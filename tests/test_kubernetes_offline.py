@@ -47,7 +47,7 @@ from harness.manifests import terminate_like_kubelet
 from harness.manifests import validate
 
 STAGE = STAGES[5]
-CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"  # `make checkov-venv` (.ci/checkov.lock)
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"  # `make checkov-venv` (.ci/uv.lock)
 CHECKOV_CONFIG = ROOT / ".ci" / "checkov.yaml"  # the checks skipped, each with its reason
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"
