@@ -8,6 +8,8 @@ reason; in CI (tests/conftest.py REQUIRE_DOCKER) it fails instead.
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -63,6 +65,22 @@ def test_image_is_built_as_the_template_says(stage4_image):
     assert {"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "HOST=0.0.0.0", "PORT=8000"} <= set(config["Env"])
     assert "org.opencontainers.image.title" in config["Labels"]
     assert config["Labels"]["org.opencontainers.image.base.name"] == "python:3.11-slim", config["Labels"]
+
+
+def test_a_download_the_lock_does_not_name_fails_the_build(stage4_image, tmp_path):
+    """--require-hashes: with one pin's hashes replaced, pip refuses the real file and the build stops."""
+    build = tmp_path / "04_container"
+    shutil.copytree(STAGES[4], build, ignore=shutil.ignore_patterns("artifacts", "__pycache__"))
+    requirements = build / "requirements.txt"
+    text = requirements.read_text()
+    pin = re.search(r"^blinker==\S+ \\\n((?:\s+--hash=sha256:[0-9a-f]{64}.*\n)+)", text, re.M)
+    assert pin, "blinker and its hashes in requirements.txt"
+    requirements.write_text(text.replace(pin.group(1), re.sub("[0-9a-f]{64}", "0" * 64, pin.group(1))))
+    result = subprocess.run(
+        ["docker", "build", "--target", "builder", "--no-cache", "--quiet", str(build)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0 and "DO NOT MATCH THE HASHES" in result.stdout + result.stderr, result.stderr[-2000:]
 
 
 def test_image_size_stays_small(stage4_image):
