@@ -2,9 +2,12 @@
 
 The first tests need no cluster: they run the script's own check on a
 machine made to lack something (no docker on PATH, an engine that does not
-answer) and expect one line, never a traceback. The last one stops a running
-local cluster, lists what is left (processes, mounts, network interfaces,
-iptables chains, state folders), and starts it again for the tests after it.
+answer) and expect one line, never a traceback. Then, with the cluster
+up, a network namespace stands in for another machine on the workshop's Wi-Fi and
+reaches none of the cluster's ports, which listen on loopback addresses only. The
+last one stops a running local cluster, lists what is left (processes, mounts,
+network interfaces, addresses, iptables chains, state folders), and starts it
+again for the tests after it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,6 +110,99 @@ def test_pins_agree_with_the_manifests_and_the_readme():
     assert "failCgroupV1: false" in LOCAL_SCRIPT.read_text()
 
 
+NODE_ADDRESS = re.search(r"^NODE_ADDRESS=(\S+)$", LOCAL_SCRIPT.read_text(), re.M).group(1)
+# Connect from wherever it runs; one word: open, or the error (timeout: dropped; refused: nothing listens).
+PROBE = """import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()
+    print("open")
+except OSError as error:
+    print(type(error).__name__)"""
+
+
+def loopback_addresses() -> set[str]:
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
+    return set(re.findall(r" inet ([0-9.]+)/", out)) | {"::1"}
+
+
+def probe(address: str, port: int, netns: str | None = None) -> str:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    run = subprocess.run([*prefix, sys.executable, "-c", PROBE, address, str(port)], capture_output=True, text=True,
+                         timeout=30)  # fmt: skip
+    return run.stdout.strip() or run.stderr.strip()
+
+
+def listening_sockets() -> dict[str, set[str]]:
+    """Each cluster process -> the addresses it listens on (TCP and UDP), from `ss`."""
+    by_pid = {pid: name for name, pid in control_plane_pids().items()}
+    out = subprocess.run(["ss", "-H", "-lntup"], capture_output=True, text=True, timeout=30).stdout
+    found: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        for pid in map(int, re.findall(r"pid=(\d+)", line)):
+            if pid in by_pid:
+                found.setdefault(by_pid[pid], set()).add(line.split()[4])
+    return found
+
+
+def host_part(address: str) -> str:
+    """'127.0.0.1:6443' -> '127.0.0.1', '[::1]:2379' -> '::1', '*:10250' -> '*'."""
+    return address.rsplit(":", 1)[0].strip("[]").split("%")[0]
+
+
+@pytest.mark.cluster
+def test_the_cluster_listens_on_loopback_addresses_only(cluster):
+    """Every port of every cluster process is on the loopback interface (127.0.0.0/8 or the node's address)."""
+    if flavour() != "local":
+        pytest.skip("kind's API server is published on 127.0.0.1 by Docker; its node is a container")
+    sockets = listening_sockets()
+    assert {"kube-apiserver", "kubelet", "kube-proxy", "etcd"} <= sockets.keys(), sockets  # not vacuous
+    allowed = loopback_addresses()
+    wide = {name: sorted(a for a in found if host_part(a) not in allowed and not host_part(a).startswith("127."))
+            for name, found in sockets.items()}  # fmt: skip
+    print(f"\nlistening: { {name: sorted(found) for name, found in sockets.items()} }")
+    assert not any(wide.values()), f"listening beyond loopback: {wide}"
+
+
+@pytest.fixture
+def other_machine():
+    """A network namespace joined to this host by a veth pair: another machine on the same Wi-Fi."""
+    netns, host_side, host_ip = "iris-wifi-probe", "iris-wifi0", "10.123.45.1"
+    subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    commands = [
+        ["ip", "netns", "add", netns],
+        ["ip", "link", "add", host_side, "type", "veth", "peer", "name", "iris-wifi1", "netns", netns],
+        ["ip", "addr", "add", f"{host_ip}/30", "dev", host_side],
+        ["ip", "link", "set", host_side, "up"],
+        ["ip", "-n", netns, "addr", "add", "10.123.45.2/30", "dev", "iris-wifi1"],
+        ["ip", "-n", netns, "link", "set", "iris-wifi1", "up"],
+        ["ip", "-n", netns, "link", "set", "lo", "up"],
+        ["ip", "-n", netns, "route", "add", "default", "via", host_ip],
+    ]
+    try:
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True, text=True, timeout=30)
+        yield netns, host_ip
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        subprocess.run(["ip", "link", "del", host_side], capture_output=True)
+
+
+@pytest.mark.cluster
+def test_another_machine_reaches_none_of_the_clusters_ports(cluster, other_machine):
+    """From a neighbour, the API server, the kubelet, kube-proxy's health port and the NodePort are out of reach,
+    on this host's address and on the node's (routed here on purpose); from this host they answer."""
+    if flavour() != "local":
+        pytest.skip("kind's node is a container on Docker's host-only network")
+    netns, host_ip = other_machine
+    ports = {"kube-apiserver": 6443, "kubelet": 10250, "kube-proxy health": 10256, "stage 05 NodePort": HOST_PORT}
+    here = {"API server": probe(NODE_ADDRESS, 6443), "NodePort": probe("127.0.0.1", HOST_PORT)}
+    assert set(here.values()) == {"open"}, here  # not vacuous: the cluster answers on loopback
+    from_neighbour = {f"{what} on {address}": probe(address, port, netns)
+                      for what, port in ports.items() for address in (host_ip, NODE_ADDRESS)}  # fmt: skip
+    print(f"\nfrom the other machine: {from_neighbour}")
+    assert "open" not in from_neighbour.values(), from_neighbour
+
+
 def host_state() -> dict[str, set[str]]:
     """What a cluster could leave on this machine, listed."""
     mounts = {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()}
@@ -121,6 +218,7 @@ def host_state() -> dict[str, set[str]]:
         "pod_links": set(re.findall(r"^\d+: ([^:@]+)", on_bridge, re.M)),
         "mounts": {m for m in mounts if m.startswith((str(STATE), str(LOCAL_RUN)))},
         "links": links,
+        "loopback_addresses": loopback_addresses(),
         "chains": chains,
         "folders": {str(p) for p in (STATE, LOCAL_RUN) if p.exists()},
     }
@@ -143,7 +241,8 @@ def test_cluster_down_leaves_nothing_behind_and_up_comes_back(cluster):
             "processes": down["processes"],
             "mounts": down["mounts"],
             "links": down["links"] & (up["pod_links"] | {BRIDGE}),
-            "chains": {c for c in down["chains"] if re.match(r"\w+:(KUBE-|CNI-)", c)},
+            "chains": {c for c in down["chains"] if re.match(r"\w+:(KUBE-|CNI-|IRIS-)", c)},
+            "addresses": down["loopback_addresses"] & {NODE_ADDRESS},
             "folders": down["folders"],
         }  # fmt: skip
         print(f"\nwith the cluster up: {len(up['processes'])} processes, {len(up['mounts'])} mounts, "

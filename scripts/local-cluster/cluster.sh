@@ -50,9 +50,30 @@ die() { echo "cluster.sh: $*" >&2; exit 1; }
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 kubectl() { "$BIN/kubectl" "$@"; }
 
-# The address pods reach the API server on (the kubernetes Service points there): the host's primary IPv4.
-node_ip() {
-  ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
+# The node's address, on the loopback interface: the API server, the kubelet and the kubernetes
+# Service's endpoint live there, so pods reach them (through the bridge, the host's own address)
+# while no other machine does: the host's real interfaces carry none of the cluster's ports (a
+# workshop's Wi-Fi sees nothing), and an INPUT rule drops packets for it from anywhere but lo and
+# the pod bridge. As kind does: its API server answers on 127.0.0.1 and its node sits on Docker's
+# host-only network. Not 127.0.0.1 itself: in a pod, 127.0.0.1 is the pod's own loopback, so the
+# kubernetes Service needs an endpoint address that pods can route to.
+NODE_ADDRESS=10.87.0.1
+NODE_ONLY_CHAIN=IRIS-NODE-ADDRESS
+
+node_address_up() {
+  ip -4 addr show dev lo | grep -q " $NODE_ADDRESS/" || ip addr add "$NODE_ADDRESS/32" dev lo
+  iptables -w -N "$NODE_ONLY_CHAIN" 2>/dev/null || iptables -w -F "$NODE_ONLY_CHAIN"
+  iptables -w -A "$NODE_ONLY_CHAIN" -i lo -j RETURN
+  iptables -w -A "$NODE_ONLY_CHAIN" -i "$BRIDGE" -j RETURN
+  iptables -w -A "$NODE_ONLY_CHAIN" -j DROP
+  iptables -w -C INPUT -d "$NODE_ADDRESS/32" -j "$NODE_ONLY_CHAIN" 2>/dev/null ||
+    iptables -w -I INPUT -d "$NODE_ADDRESS/32" -j "$NODE_ONLY_CHAIN"
+}
+
+node_address_down() {
+  while iptables -w -D INPUT -d "$NODE_ADDRESS/32" -j "$NODE_ONLY_CHAIN" 2>/dev/null; do :; done
+  iptables -w -F "$NODE_ONLY_CHAIN" 2>/dev/null && iptables -w -X "$NODE_ONLY_CHAIN" 2>/dev/null || true
+  ip addr del "$NODE_ADDRESS/32" dev lo 2>/dev/null || true
 }
 
 # What this machine lacks, one line, empty when nothing.
@@ -68,7 +89,6 @@ lacks() {
     command -v "$cmd" >/dev/null || { echo "$cmd not found (Debian: apt-get install containerd runc iptables conntrack iproute2 openssl)"; return; }
   done
   [[ -x "$CNI_BIN/bridge" ]] || { echo "no CNI plugins in $CNI_BIN (Debian: apt-get install containernetworking-plugins)"; return; }
-  [[ -n "$(node_ip)" ]] || { echo "no IPv4 default route: pods need the host's address to reach the API server"; return; }
   if ! bash "$HERE/build.sh" --check >/dev/null; then
     [[ -x /usr/local/go/bin/go ]] || command -v go >/dev/null ||
       { echo "Kubernetes is not built yet and there is no Go toolchain to build it"; return; }
@@ -116,7 +136,7 @@ clusters:
   - name: local
     cluster:
       certificate-authority: $CERTS/ca.crt
-      server: https://127.0.0.1:6443
+      server: https://$NODE_ADDRESS:6443
 users:
   - name: $1
     user:
@@ -135,12 +155,12 @@ certificates() {
   mkdir -p "$CERTS"
   ca ca "model-serving-local-ca"
   cert apiserver kube-apiserver "" \
-    "IP:127.0.0.1,IP:$(node_ip),IP:$API_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+    "IP:127.0.0.1,IP:$NODE_ADDRESS,IP:$API_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
   cert admin kubernetes-admin system:masters
   cert controller-manager system:kube-controller-manager
   cert scheduler system:kube-scheduler
   cert kube-proxy system:kube-proxy
-  cert kubelet "system:node:$NODE" system:nodes "IP:127.0.0.1,IP:$(node_ip),DNS:$NODE"
+  cert kubelet "system:node:$NODE" system:nodes "IP:127.0.0.1,IP:$NODE_ADDRESS,DNS:$NODE"
   cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
   # The aggregation layer (metrics.k8s.io is served by metrics-server through it) has a CA of its own.
   ca front-proxy-ca front-proxy-ca
@@ -236,6 +256,9 @@ authentication:
 authorization: {mode: Webhook}
 tlsCertFile: $CERTS/kubelet.crt
 tlsPrivateKeyFile: $CERTS/kubelet.key
+# The kubelet's API (logs, exec, metrics) on the node's address only, not every interface;
+# its health port stays on 127.0.0.1 (the default), its read-only port off (the default).
+address: $NODE_ADDRESS
 # The pause image is imported, never pulled: keep image garbage collection off
 # (containerd 1.6.20 does not mark the sandbox image as pinned).
 imageGCHighThresholdPercent: 100
@@ -251,9 +274,14 @@ kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
 hostnameOverride: $NODE
 clusterCIDR: $POD_CIDR
-# iptables mode answers NodePorts on 127.0.0.1 too (iptables.localhostNodePorts, the default).
+# iptables mode answers NodePorts on 127.0.0.1 too (iptables.localhostNodePorts, the default),
+# and, with nodePortAddresses, only there: no NodePort on the host's real interfaces.
 mode: iptables
 iptables: {localhostNodePorts: true}
+nodePortAddresses: [127.0.0.0/8]
+# Its health and metrics ports on loopback (the health port's default is every interface).
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
 # Leave the host's conntrack settings alone (a VM may not let us change them).
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
@@ -292,15 +320,15 @@ load() {
 }
 
 up() {
-  local missing node_ip
+  local missing
   missing="$(lacks)"
   [[ -z "$missing" ]] || die "cannot run a local cluster here: $missing"
   # Idempotent: every step below keeps what is already there (certificates, running
   # processes, imported images), so `up` on a running cluster only restarts what died.
   local started=$SECONDS
   bash "$HERE/build.sh"
-  node_ip="$(node_ip)"
   mkdir -p "$STATE" "$RUN" "$LOGS"
+  node_address_up
   certificates
   containerd_config
   kubelet_config
@@ -313,7 +341,7 @@ up() {
   wait_for 30 "etcd answering" curl -sf http://127.0.0.1:2381/health
   start kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers http://127.0.0.1:2379 \
-    --bind-address 0.0.0.0 --secure-port 6443 --advertise-address "$node_ip" \
+    --bind-address "$NODE_ADDRESS" --secure-port 6443 --advertise-address "$NODE_ADDRESS" \
     --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range "$NODE_PORTS" \
     --tls-cert-file "$CERTS/apiserver.crt" --tls-private-key-file "$CERTS/apiserver.key" \
     --client-ca-file "$CERTS/ca.crt" \
@@ -348,7 +376,7 @@ up() {
   wait_for 30 "containerd answering" ctr --address "$SOCK" version
   images
   start kubelet "$BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
-    --root-dir "$STATE/kubelet" --hostname-override "$NODE" --node-ip "$node_ip"
+    --root-dir "$STATE/kubelet" --hostname-override "$NODE" --node-ip "$NODE_ADDRESS"
   # kube-proxy turns on route_localnet (node ports on 127.0.0.1); down puts it back.
   [[ -f "$STATE/route_localnet.host" ]] || sysctl -n net.ipv4.conf.all.route_localnet >"$STATE/route_localnet.host"
   start kube-proxy "$BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
@@ -419,6 +447,7 @@ down() {
   [[ -x "$BIN/kube-proxy" ]] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   iptables_cleanup
   ip link delete "$BRIDGE" 2>/dev/null || true
+  node_address_down
   # Mounts the kubelet and containerd left (pod volumes, overlay snapshots, shm).
   grep -oE " ($STATE|$RUN)[^ ]*" /proc/mounts | sort -r | while read -r mount; do
     umount -l "$mount" 2>/dev/null || true
