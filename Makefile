@@ -26,7 +26,8 @@ help: ## show this help
 
 # uv makes the environment: `uv sync --locked` installs uv.lock's exact pins, hashes checked, in
 # seconds when its cache is warm. A uv on PATH is used; where there is none, the pinned one is
-# installed from PyPI with pip, once, outside the clone (by version). PYTHON_SYSTEM is the Python
+# installed from PyPI with pip (scripts/uv-bootstrap.txt: its pin and hashes, exported from uv.lock),
+# once, outside the clone (by version). PYTHON_SYSTEM is the Python
 # the venv is made from: uv never downloads one.
 UV_VERSION := 0.13.9
 UV_HOME := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/model-serving-layers/uv-$(UV_VERSION)
@@ -34,9 +35,9 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
 UV_SYNC = $(UV) --no-python-downloads sync --locked --quiet --python $(PYTHON_SYSTEM)
 export UV
 
-$(UV_HOME)/bin/uv:
+$(UV_HOME)/bin/uv: scripts/uv-bootstrap.txt
 	$(PYTHON_SYSTEM) -m venv $(UV_HOME)
-	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r scripts/uv-bootstrap.txt
 
 .PHONY: setup
 setup: $(STAMP) ## create .venv from uv.lock (one lock for every stage, the tests and the notebooks)
@@ -309,7 +310,7 @@ workshop-cache: $(STAMP) $(UV_HOME)/bin/uv ## for a room with no internet: wheel
 	mkdir -p $(WORKSHOP_CACHE)/wheels $(WORKSHOP_CACHE)/images
 	@# uv's own wheel, for the bootstrap (pip), and a uv cache holding every package uv.lock pins
 	@# (filled by a sync into a scratch venv), which `uv sync --offline` installs from.
-	$(UV_HOME)/bin/pip download --quiet --no-deps --dest $(WORKSHOP_CACHE)/wheels uv==$(UV_VERSION)
+	$(UV_HOME)/bin/pip download --quiet --no-deps --require-hashes --dest $(WORKSHOP_CACHE)/wheels -r scripts/uv-bootstrap.txt
 	UV_CACHE_DIR=$(abspath $(WORKSHOP_CACHE))/uv-cache UV_PROJECT_ENVIRONMENT=$(abspath $(WORKSHOP_CACHE))/scratch-venv $(UV_SYNC)
 	rm -rf $(WORKSHOP_CACHE)/scratch-venv
 	@if $(PY) -m harness.container check; then \

@@ -1,4 +1,4 @@
-"""Each served stage's requirements.txt, exported from uv.lock with hashes.
+"""Each served stage's requirements.txt (and uv's own pin), exported from uv.lock with hashes.
 
     python3 -m harness.requirements write    # what `make requirements` runs
     python3 -m harness.requirements check    # exit 1 and say which file differs (tests run it)
@@ -23,9 +23,9 @@ from harness.paths import ROOT
 from harness.paths import STAGES
 
 GENERATED = (
-    "# Exported from ../uv.lock by `make requirements` (the group named after this folder in\n"
-    "# ../pyproject.toml): edit that, then `make lock`. Each pin lists its files' hashes, so pip\n"
-    "# installs only the files the lock names (--require-hashes).\n"
+    "# Exported from ../uv.lock by `make requirements` (a dependency group of ../pyproject.toml; a\n"
+    "# stage folder's is named after it): edit that, then `make lock`. Each pin lists its files'\n"
+    "# hashes, so pip installs only the files the lock names (--require-hashes).\n"
 )
 
 
@@ -37,19 +37,24 @@ def uv() -> str:
     raise SystemExit("error: uv not found: run `make setup` first (it installs uv where there is none)")
 
 
-def files() -> list[Path]:
-    """Every stage folder's requirements.txt."""
-    return [folder / "requirements.txt" for folder in STAGES.values() if (folder / "requirements.txt").exists()]
+# What `make setup` installs uv from, with pip, where a machine has none (the group "bootstrap").
+BOOTSTRAP = ROOT / "scripts" / "uv-bootstrap.txt"
 
 
-def rendered(path: Path) -> str:
-    """What ``path`` must hold: its own hand-written first comments, the notice, uv's export of its group."""
+def files() -> dict[Path, str]:
+    """Every exported file -> its dependency group: each stage folder's requirements.txt (the group
+    named after the folder), and uv's own pin for the bootstrap."""
+    stages = {folder / "requirements.txt": folder.name for folder in STAGES.values()}
+    return {path: group for path, group in stages.items() if path.exists()} | {BOOTSTRAP: "bootstrap"}
+
+
+def rendered(path: Path, group: str) -> str:
+    """What ``path`` must hold: its own hand-written first comments, the notice, uv's export of ``group``."""
     lines = path.read_text().splitlines(keepends=True)
     generated_from = next((i for i, line in enumerate(lines) if line == GENERATED.splitlines(keepends=True)[0]), None)
     if generated_from is None:  # never exported yet: its leading comments are the hand-written part
         generated_from = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
     by_hand = lines[:generated_from]
-    group = path.parent.name
     export = subprocess.run(
         [uv(), "export", "--locked", "--quiet", "--only-group", group, "--no-emit-project", "--no-header"],
         cwd=ROOT, capture_output=True, text=True, check=False,
@@ -61,14 +66,14 @@ def rendered(path: Path) -> str:
 
 def stale() -> list[str]:
     """The requirements files that differ from what the lock exports now."""
-    return [str(path.relative_to(ROOT)) for path in files() if path.read_text() != rendered(path)]
+    return [str(path.relative_to(ROOT)) for path, group in files().items() if path.read_text() != rendered(path, group)]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["write"]:
-        for path in files():
-            path.write_text(rendered(path))
+        for path, group in files().items():
+            path.write_text(rendered(path, group))
             print(f"wrote {path.relative_to(ROOT)}")
         return 0
     if args == ["check"]:

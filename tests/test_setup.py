@@ -9,7 +9,9 @@ import tomllib
 
 import pytest
 
+from harness import requirements
 from harness.layers import ROOT
+from tests.test_stage_copies import pins
 
 UV = ROOT / ".venv" / "bin" / "uv"  # the lock pins uv itself (the tests group)
 PROJECTS = [".", "bench", ".ci"]  # the stages' environment, the benchmark's peers, checkov
@@ -39,9 +41,11 @@ def test_every_locked_file_carries_a_hash(project):
 
 
 def test_the_bootstrapped_uv_is_the_locked_one():
-    """The uv `make setup` installs where there is none (Makefile UV_VERSION) is the one uv.lock pins."""
+    """The uv `make setup` installs where there is none (Makefile UV_VERSION, the bootstrap file) is uv.lock's."""
     pinned = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert locked_versions(".")["uv"] == pinned
+    assert pins(requirements.BOOTSTRAP) == {"uv": pinned}
+    assert "--hash=sha256:" in requirements.BOOTSTRAP.read_text()
 
 
 def test_no_other_lock_or_pip_requirements_source():
@@ -59,5 +63,9 @@ def test_setup_needs_only_python_and_the_network(tmp_path):
         ["make", "-n", "--always-make", "setup"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
     )
     uv_home = f"{tmp_path}/.cache/model-serving-layers/uv-{locked_versions('.')['uv']}"
-    assert f"-m venv {uv_home}" in plan.stdout and f"{uv_home}/bin/pip install" in plan.stdout, plan.stdout
+    assert f"-m venv {uv_home}" in plan.stdout, plan.stdout
+    assert (
+        f"{uv_home}/bin/pip install --quiet --disable-pip-version-check --require-hashes -r scripts/uv-bootstrap.txt"
+        in plan.stdout
+    )
     assert f"{uv_home}/bin/uv --no-python-downloads sync --locked" in plan.stdout, plan.stdout
