@@ -32,7 +32,9 @@ help: ## show this help
 UV_VERSION := 0.13.9
 UV_HOME := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/model-serving-layers/uv-$(UV_VERSION)
 UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
-UV_SYNC = $(UV) --no-python-downloads sync --locked --quiet --python $(PYTHON_SYSTEM)
+# --system-certs: trust the system's certificates, as pip does (a company's or a venue's proxy that
+# inspects TLS brings its own CA, installed there).
+UV_SYNC = $(UV) --no-python-downloads --system-certs sync --locked --quiet --python $(PYTHON_SYSTEM)
 export UV
 
 $(UV_HOME)/bin/uv: scripts/uv-bootstrap.txt
@@ -281,7 +283,7 @@ golden: $(STAMP) ## regenerate tests/golden_predictions.json from a fresh versio
 
 .PHONY: lock
 lock: | $(UV) ## re-resolve the three uv.lock files (root, bench, .ci) from their pyproject.toml, then export each stage's requirements.txt
-	$(UV) lock && $(UV) lock --project bench && $(UV) lock --project .ci
+	$(UV) lock --system-certs && $(UV) lock --system-certs --project bench && $(UV) lock --system-certs --project .ci
 	$(MAKE) --no-print-directory requirements
 
 # Each served stage's requirements.txt is its dependency group exported from uv.lock with hashes

@@ -68,4 +68,4 @@ def test_setup_needs_only_python_and_the_network(tmp_path):
         f"{uv_home}/bin/pip install --quiet --disable-pip-version-check --require-hashes -r scripts/uv-bootstrap.txt"
         in plan.stdout
     )
-    assert f"{uv_home}/bin/uv --no-python-downloads sync --locked" in plan.stdout, plan.stdout
+    assert f"{uv_home}/bin/uv --no-python-downloads --system-certs sync --locked" in plan.stdout, plan.stdout
