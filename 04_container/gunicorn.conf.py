@@ -13,15 +13,34 @@ Reference: https://docs.gunicorn.org/en/stable/settings.html
 """
 
 import os
+import socket
 import tempfile
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, most: int | None = None) -> int:
     """A whole-number setting from the environment; a bad one stops gunicorn with one line naming it."""
     value = os.environ.get(name, str(default))
-    if not value.isdigit() or int(value) < 1:
-        raise SystemExit(f"error: {name} must be a whole number of at least 1, got {value!r}")
+    if not value.isdigit() or int(value) < 1 or (most is not None and int(value) > most):
+        accepted = f"a whole number from 1 to {most}" if most else "a whole number of at least 1"
+        raise SystemExit(f"error: {name} must be {accepted}, got {value!r}")
     return int(value)
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A setting with a few accepted values; anything else stops gunicorn with one line naming them."""
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise SystemExit(f"error: {name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _resolvable(name: str, host: str, port: int) -> str:
+    """A host this machine can listen on: an address or a name it resolves (checked before binding)."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise SystemExit(f"error: {name} must be an address or a name this machine resolves, got {host!r}") from None
+    return host
 
 
 def _usable_cpus() -> int:
@@ -40,7 +59,9 @@ def _usable_cpus() -> int:
 # --- Where to listen ---------------------------------------------------------
 # HOST/PORT: the same variables as every other stage. 127.0.0.1 keeps the
 # server private to this machine; a container sets HOST=0.0.0.0 itself.
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+# A port outside 1-65535, or a name that resolves to nothing, stops gunicorn with one line.
+port = _env_int("PORT", 8000, most=65535)
+bind = f"{_resolvable('HOST', os.environ.get('HOST', '127.0.0.1'), port)}:{port}"
 
 # --- How many processes --------------------------------------------------------
 # WEB_CONCURRENCY: worker processes. Each is a full Python process (interpreter,
@@ -94,7 +115,7 @@ max_requests_jitter = max_requests // 2
 # requests. (HUP stops the old workers once the new ones are forked, not once
 # they have loaded the model: requests wait meanwhile; tests/test_wsgi.py
 # prints the slowest.)
-preload_app = os.environ.get("GUNICORN_PRELOAD") == "1"
+preload_app = _env_choice("GUNICORN_PRELOAD", "0", ("0", "1")) == "1"
 
 # The heartbeat file every worker touches. /dev/shm is memory-backed: on a disk
 # (or a container's overlay filesystem) a slow fsync can stall the heartbeat
@@ -105,7 +126,8 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # "-" means stdout/stderr: let the terminal, Docker or Kubernetes collect logs.
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# GUNICORN_LOGLEVEL: gunicorn's own levels (it would take an unknown one as "info" without a word).
+loglevel = _env_choice("GUNICORN_LOGLEVEL", "info", ("debug", "info", "warning", "error", "critical"))
 
 # --- Process management --------------------------------------------------------
 # PIDFILE: where the master writes its PID, so `kill -HUP $(cat $PIDFILE)`
@@ -117,4 +139,4 @@ pidfile = os.environ.get("PIDFILE") or None
 # container user): only a logged warning, but noise at every start. Put it in
 # the temp dir, one per port and master PID, so servers never clash and a new
 # master started by USR2 does not lose its socket when the old one exits.
-control_socket = os.path.join(tempfile.gettempdir(), f"gunicorn-{bind.rsplit(':', 1)[1]}-{os.getpid()}.ctl")
+control_socket = os.path.join(tempfile.gettempdir(), f"gunicorn-{port}-{os.getpid()}.ctl")

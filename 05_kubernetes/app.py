@@ -72,8 +72,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.config.from_mapping(config or {})
-    # Refuse to start with a missing or corrupted model: better no server than wrong answers.
-    loaded = iris.load(app.config["MODEL_PATH"])
+    # Refuse to start with a missing or corrupted model: better no server than wrong answers. One line
+    # naming the file and why, and exit code 4, as for a bad setting (gunicorn then stops, not loops).
+    try:
+        loaded = iris.load(app.config["MODEL_PATH"])
+    except iris.ArtifactError as exc:
+        log.error("MODEL_PATH: %s", exc)
+        raise SystemExit(4) from None
     app.extensions["iris_model"] = loaded
     log.info("loaded model %s version %s (pid %d)", iris.MODEL_NAME, loaded.version, os.getpid())
     app.extensions["openapi"] = openapi_document(app.config["MAX_ROWS"])

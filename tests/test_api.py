@@ -66,10 +66,14 @@ def test_v2_health_and_metadata(client, app):
     assert client.get("/v2").get_json() == {"name": "iris-serving-tutorial", "version": "1", "extensions": []}
 
 
-def test_refuses_to_start_with_a_corrupted_model(fresh_model):
-    fresh_model.write_bytes(b"tampered")
-    with pytest.raises(api.iris.ArtifactError, match="SHA-256"):
+def test_refuses_to_start_with_a_corrupted_model_in_one_line(fresh_model, caplog):
+    fresh_model.write_bytes(b"corrupted")
+    with pytest.raises(SystemExit) as stopped:
         api.create_app({"MODEL_PATH": str(fresh_model)})
+    assert stopped.value.code == 4, "gunicorn's 'App failed to load': it stops instead of respawning workers"
+    assert caplog.messages == [
+        f"MODEL_PATH: {fresh_model} does not match the SHA-256 in {fresh_model.stem}.json: refusing to load it"
+    ]
 
 
 def test_openapi_document_lists_every_route(client, app):

@@ -21,3 +21,7 @@ def test_make_sbom_lists_exactly_what_the_image_installs(tmp_path):
     listed = {c["name"].lower(): c["version"] for c in bom["components"]}
     assert listed == pins(STAGES[4] / "requirements.txt")
     assert all(c["purl"] == f"pkg:pypi/{c['name']}@{c['version']}" for c in bom["components"])
+    # the hashes uv.lock gives each pin's files (requirements.txt is its export) travel into the SBOM
+    for component in bom["components"]:
+        hashes = [h for ref in component.get("externalReferences", []) for h in ref.get("hashes", [])]
+        assert hashes and all(h["alg"] == "SHA-256" for h in hashes), component["name"]
