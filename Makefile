@@ -60,7 +60,11 @@ stage-1: $(STAGE_1)/artifacts/iris.joblib ## stage 01: predict one flower with t
 	cd $(STAGE_1) && ../$(PY) model.py predict $(EXAMPLE)
 
 .PHONY: stage-2
+# `flask run --port` takes any whole number and the socket wraps it (PORT=99999 listened on 34463,
+# without a word): the port is checked here first, one line, as gunicorn.conf.py does for stage 03.
 stage-2: $(STAGE_2)/artifacts/iris.joblib ## stage 02: Flask development server on $HOST:$PORT (foreground)
+	@case "$(PORT)" in ''|*[!0-9]*) ok=;; *) ok=$$(( $(PORT) >= 1 && $(PORT) <= 65535 ));; esac; [ "$$ok" = 1 ] || { \
+	  echo "error: PORT must be a whole number from 1 to 65535, got '$(PORT)'" >&2; exit 2; }
 	cd $(STAGE_2) && exec ../$(VENV)/bin/flask --app "app:create_app()" run --host $(HOST) --port $(PORT)
 
 # PROXY=1: nginx (03_wsgi/nginx.conf) on $HOST:$PORT, gunicorn behind it on a unix socket.

@@ -90,3 +90,13 @@ def test_make_stage_2_runs_the_dev_server_on_host_port(model_v1):
     finally:
         os.killpg(make.pid, signal.SIGTERM)  # make and the server it started
         make.wait(30)
+
+
+@pytest.mark.parametrize("value", ["99999", "0", "abc", ""])
+def test_make_stage_2_refuses_a_port_out_of_range_in_one_line(value):
+    """Flask's `run --port` would wrap 99999 to 34463 silently: `make stage-2` names the setting instead."""
+    env = {**os.environ, "PORT": value}
+    proc = subprocess.run(["make", "-s", "stage-2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    assert f"error: PORT must be a whole number from 1 to 65535, got '{value}'" in out.splitlines(), out
