@@ -180,10 +180,13 @@ def test_unvalidated_broken_model_halts_gunicorn_on_hup(fresh_model, broken_mode
             **report,
         )
         assert halted, msg
-        # Exit code 3 (WORKER_BOOT_ERROR), or 1 when a second failed worker is
-        # reaped while the master is already halting (gunicorn 27 raises again).
+        # The app stops a worker that cannot load its model with exit code 4 (APP_LOAD_ERROR) and one
+        # line naming the file; gunicorn halts on it. With two workers, when the second failed one is
+        # reaped while the master is already halting, gunicorn 27 raises its HaltServer again, with its
+        # own traceback, and exits 1: that traceback is gunicorn's, after our line.
         assert layer.proc.returncode != 0, msg
-        assert "Worker failed to boot" in layer.log(), msg
+        log = layer.log()
+        assert "App failed to load." in log and f"MODEL_PATH: {fresh_model}" in log, msg
         assert report["failed"] > 0 and not run.report.outcomes[-1].ok, msg  # every client is refused from then on
 
 
