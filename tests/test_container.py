@@ -27,6 +27,7 @@ from harness.layers import BIN
 from harness.layers import STAGES
 from harness.load import EXAMPLE_ROW
 from harness.load import send_in_background
+from tests.test_wsgi import BAD_SETTINGS
 
 pytestmark = pytest.mark.docker
 MB = 1_000_000
@@ -81,6 +82,18 @@ def test_a_download_the_lock_does_not_name_fails_the_build(stage4_image, tmp_pat
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode != 0 and "DO NOT MATCH THE HASHES" in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("setting", ["PORT=99999", "GUNICORN_LOGLEVEL=loud", "MODEL_PATH=/nonexistent/iris.joblib"])
+def test_a_bad_setting_stops_the_container_with_one_line_naming_it(stage4_image, setting):
+    """`docker run --env` reaches the same gunicorn.conf.py and app as stage 03: the same one line, no traceback."""
+    run = subprocess.run(
+        ["docker", "run", "--rm", "--env", setting, "--env", "WEB_CONCURRENCY=1", stage4_image],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    log = run.stdout + run.stderr
+    assert run.returncode != 0 and BAD_SETTINGS[setting] in log, log[-2000:]
+    assert "Traceback" not in log, log[-2000:]
 
 
 def test_image_size_stays_small(stage4_image):
