@@ -65,6 +65,8 @@ stage-1: $(STAGE_1)/artifacts/iris.joblib ## stage 01: predict one flower with t
 stage-2: $(STAGE_2)/artifacts/iris.joblib ## stage 02: Flask development server on $HOST:$PORT (foreground)
 	@case "$(PORT)" in ''|*[!0-9]*) ok=;; *) ok=$$(( $(PORT) >= 1 && $(PORT) <= 65535 ));; esac; [ "$$ok" = 1 ] || { \
 	  echo "error: PORT must be a whole number from 1 to 65535, got '$(PORT)'" >&2; exit 2; }
+	@$(PY) -c 'import socket, sys; socket.getaddrinfo(sys.argv[1], None)' '$(HOST)' 2>/dev/null || { \
+	  echo "error: HOST must be an address or a name this machine resolves, got '$(HOST)'" >&2; exit 2; }
 	cd $(STAGE_2) && exec ../$(VENV)/bin/flask --app "app:create_app()" run --host $(HOST) --port $(PORT)
 
 # PROXY=1: nginx (03_wsgi/nginx.conf) on $HOST:$PORT, gunicorn behind it on a unix socket.

@@ -7,7 +7,7 @@
 Endpoints (all JSON; errors are always {"error": "..."}):
   POST /predict              {"instances": [{feature: cm, ...}, ...]} -> a label and probabilities per row
   GET  /v2/health/live       liveness: the process answers
-  GET  /v2/health/ready      readiness: the model is loaded and verified
+  GET  /v2/health/ready      readiness: the model is loaded, verified and names the canary flowers
   GET  /openapi.json         the OpenAPI description of every endpoint (openapi.json)
   /v2/...                    the Open Inference Protocol V2 for V2 clients (v2.py)
 
@@ -81,6 +81,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         raise SystemExit(4) from None
     app.extensions["iris_model"] = loaded
     log.info("loaded model %s version %s (pid %d)", iris.MODEL_NAME, loaded.version, os.getpid())
+    # A model that loads but names a textbook flower wrongly: the server runs, and says it is not
+    # ready. A layer that routes by readiness (stage 05) sends it no requests; the others cannot tell.
+    app.extensions["canary_problem"] = iris.canary_problem(loaded)
+    if app.extensions["canary_problem"]:
+        log.error("model version %s %s: not ready", loaded.version, app.extensions["canary_problem"])
     app.extensions["openapi"] = openapi_document(app.config["MAX_ROWS"])
     _register_errors(app)
     _register_routes(app)
@@ -136,7 +141,9 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/v2/health/ready")
     def ready():
-        """Readiness: an app exists only once create_app has loaded and verified its model."""
+        """Readiness: create_app has loaded and verified the model, and it names the canary flowers right."""
+        if app.extensions["canary_problem"]:
+            return jsonify(error=f"the model {app.extensions['canary_problem']}"), 503
         return jsonify(ready=True)
 
     @app.get("/openapi.json")

@@ -38,6 +38,14 @@ from sklearn.preprocessing import StandardScaler
 MODEL_NAME = "iris"
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 MAX_CM = 1000.0  # no flower is 10 m long; beyond this a value is a unit or typing error
+# Three textbook flowers, one of each species (rows 0, 50 and 100 of the iris data). A model fit to
+# serve names all three; one trained on shifted labels or on other features does not. `install`
+# refuses a model that fails them, and a server that loaded one is not ready (app.py).
+CANARIES = (
+    ({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}, "setosa"),
+    ({"sepal_length": 7.0, "sepal_width": 3.2, "petal_length": 4.7, "petal_width": 1.4}, "versicolor"),
+    ({"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}, "virginica"),
+)
 # The model lives next to this file unless MODEL_PATH says otherwise, so it
 # never depends on the directory you start Python from.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "artifacts" / "iris.joblib"
@@ -135,12 +143,17 @@ def train(version: str = "1", c: float = 1.0, out: Path | None = None) -> dict[s
 def install(source: Path, target: Path | None = None) -> dict[str, Any]:
     """Verify the artifact at ``source``, then atomically put it (with metadata) at ``target``.
 
-    A broken or corrupted artifact raises ArtifactError and leaves ``target``
-    untouched: validate first, so a reload never swaps in a model that
-    cannot load. Returns the installed metadata.
+    A broken or corrupted artifact, or one that names a canary flower wrongly,
+    raises ArtifactError and leaves ``target`` untouched: validate first, so a
+    reload never swaps in a model that cannot load or answers wrongly.
+    Returns the installed metadata.
     """
     source, target = Path(source), Path(target or model_path())
-    metadata = load(source).metadata
+    loaded = load(source)
+    problem = canary_problem(loaded)
+    if problem:
+        raise ArtifactError(f"{source} {problem}: refusing to install it")
+    metadata = loaded.metadata
     target.parent.mkdir(parents=True, exist_ok=True)
     for src, dst in ((metadata_path(source), metadata_path(target)), (source, target)):
         tmp = dst.with_name(dst.name + ".tmp")
@@ -178,6 +191,21 @@ def load(path: Path | None = None) -> LoadedModel:
         except Exception as exc:  # a corrupt pickle can raise almost anything
             raise ArtifactError(f"cannot unpickle {path}: {type(exc).__name__}: {exc}") from None
     return LoadedModel(pipeline=pipeline, metadata=metadata)
+
+
+def canary_problem(loaded: LoadedModel) -> str | None:
+    """What ``loaded`` gets wrong about the CANARIES (one line), or None when it names all three.
+
+    Three rows: a millisecond, cheap enough to run before every install and every server start.
+    """
+    try:
+        labels = [p["label"] for p in loaded.predict(validate_rows([row for row, _ in CANARIES]))]
+    except Exception as exc:  # a pipeline fit on other features fails here, not in load()
+        return f"cannot predict the canary flowers: {type(exc).__name__}: {exc}"
+    for (row, expected), label in zip(CANARIES, labels):
+        if label != expected:
+            return f"answers {label!r} for a textbook {expected} {tuple(row.values())}"
+    return None
 
 
 def validate_rows(rows: Any) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import request
 from werkzeug.exceptions import BadRequest
@@ -57,8 +58,11 @@ def model_metadata(name: str):
 
 @v2.get("/models/<name>/ready")
 def model_ready(name: str):
-    """Model readiness: this app exists only once its model is loaded and verified."""
+    """Model readiness: as /v2/health/ready (loaded, verified, the canary flowers named right)."""
     _known_model(name)
+    problem = current_app.extensions["canary_problem"]
+    if problem:
+        return jsonify(error=f"the model {problem}"), 503
     return jsonify(ready=True)
 
 

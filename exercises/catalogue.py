@@ -25,6 +25,7 @@ from exercises.checks.stage04 import check_04_3
 from exercises.checks.stage05 import check_05_1
 from exercises.checks.stage05 import check_05_2
 from exercises.checks.stage05 import check_05_3
+from exercises.checks.stage05 import check_05_4
 
 
 @dataclass(frozen=True)
@@ -65,5 +66,8 @@ EXERCISES = {
             "05.2", 30, "core", "cluster", False, check_05_2, "model version 2 rolled out with zero failed requests"
         ),
         Exercise("05.3", 25, "stretch", "cluster", False, check_05_3, "an HPA that scales on memory too"),
+        Exercise(
+            "05.4", 15, "core", "cluster", True, check_05_4, "a bad release at stages 04 and 05: what stops it, the way back"
+        ),
     )
 }

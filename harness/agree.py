@@ -26,7 +26,7 @@ from harness.readme import route
 
 RESULTS = ROOT / "results"
 NOTEBOOKS = ROOT / "notebooks"
-EVENT_KEYS = ("failed", "requests", "recovered", "longest_stall_s", "serves_new_version")
+EVENT_KEYS = ("failed", "requests", "recovered", "longest_stall_s", "serves_new_version", "wrong", "refused")
 #: bench.json's server names, as the scorecard's quantities name them
 BENCH_NAMES = {"02 Flask dev server": "stage2 direct", "03 gunicorn": "stage3 direct",
                "04 container": "stage4 published port"}  # fmt: skip
@@ -48,6 +48,9 @@ def from_scorecard(card: dict[str, Any]) -> dict[str, Any]:
         for key in ("crash", "crash_worker", "upgrade"):
             if s.get(key, {}).get("applicable", True) and key in s:
                 found[f"stage{s['stage']} {key}"] = {k: s[key][k] for k in EVENT_KEYS if k in s[key]}
+        bad = s.get("bad_release", {})
+        for kind, event in bad.items() if bad.get("applicable", True) else ():
+            found[f"stage{s['stage']} bad release {kind}"] = {k: event[k] for k in EVENT_KEYS if k in event}
     floor = next((s for s in card["stages"] if s["stage"] == 1), None)
     if floor and rate(floor, 1):
         found["floor calls/s"] = rate(floor, 1)

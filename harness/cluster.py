@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from harness.container import print_built
 from harness.core import Crashed
 from harness.core import Layer
 from harness.core import LayerError
+from harness.core import Refused
 from harness.core import children
 from harness.core import cpu_seconds
 from harness.core import model_module
@@ -42,6 +44,7 @@ from harness.core import wait_ready
 from harness.kube import CLUSTER_NAME
 from harness.kube import DEPLOYMENT
 from harness.kube import HOST_PORT
+from harness.kube import K8S
 from harness.kube import KIND_SCRIPT
 from harness.kube import LOCAL_SCRIPT
 from harness.kube import NAMESPACE
@@ -155,6 +158,7 @@ class Cluster(Layer):
 
     stage = 5
     upgrade_mechanism = "new image tag, rolling update (maxSurge 1, maxUnavailable 0)"
+    release_mechanism = "kubectl apply -k (new image, or server.env): a rolling update that waits for readiness"
     crash_targets = ("server", "worker", "pod")
     poll_interval = 0.5  # each look is a few API calls
     behind_proxy = True  # nginx is a sidecar in every pod (k8s/base/deployment.yaml)
@@ -281,6 +285,66 @@ class Cluster(Layer):
     def rollout(self, image: str) -> None:
         """Roll the Deployment to ``image`` (loaded into the cluster first) and wait until it is complete."""
         self.script("deploy", image)
+        wait_old_pods_gone()
+
+    def release(self, model: Path | None = None, settings: dict[str, str] | None = None) -> str:
+        """A new image with ``model`` and/or ``settings`` merged into server.env, applied as a reader would
+        (`kubectl apply -k`), then `kubectl rollout status`: Refused when the rollout stops at its
+        progress deadline because no new pod became ready (the old pods serve on)."""
+        image = self._built(build_model_image(self.image, Path(model))) if model else self.deployed("server")
+        self.previous = True  # `kubectl rollout undo` knows what ran before
+        command = (f"docker build (FROM {self.image} + the new model) -t {image}; " if model else "") + (
+            f"server.env += {' '.join(f'{k}={v}' for k, v in (settings or {}).items())}; " if settings else ""
+        )
+        self.apply(image, settings, command=command + "kubectl apply -k ...; kubectl rollout status ...")
+        return command + "kubectl apply -k ...; kubectl rollout status deployment/iris -n iris-serving"
+
+    def rollback(self) -> str:
+        """`kubectl rollout undo`: the Deployment's previous pod template (image, ConfigMap name) again."""
+        if self.previous is None:
+            return ""
+        self.previous = None
+        kubectl("rollout", "undo", "deployment", DEPLOYMENT, "-n", NAMESPACE)
+        self.rolled_out()
+        return f"kubectl rollout undo deployment/{DEPLOYMENT} -n {NAMESPACE}"
+
+    def deployed(self, container: str) -> str:
+        """The image the Deployment's ``container`` ("server" or "proxy") runs now."""
+        spec = json.loads(kubectl("get", "deployment", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))
+        return next(c["image"] for c in spec["spec"]["template"]["spec"]["containers"] if c["name"] == container)
+
+    def apply(self, image: str, settings: dict[str, str] | None = None, command: str = "kubectl apply -k") -> None:
+        """Apply stage 05 with ``image`` and ``settings`` merged into server.env, and wait for the rollout.
+
+        What a reader does to change a setting: edit server.env and `kubectl
+        apply -k`. The configMapGenerator gives the ConfigMap a new name (a
+        hash of its content), so the pod template changes and the pods roll.
+        The sidecar keeps its image. Refused (with ``command``) when the
+        rollout exceeds its progress deadline.
+        """
+        self.load(image)
+        proxy = self.deployed("proxy")
+        with tempfile.TemporaryDirectory() as folder:
+            lines = [f"resources: [{os.path.relpath(K8S / self.flavour, folder)}]", "images:"]
+            for name, tag in (("iris-serving", image), ("iris-proxy", proxy)):
+                lines += [f"  - name: {name}", f"    newTag: {tag.split(':', 1)[1]}"]
+            if settings:
+                Path(folder, "settings.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+                lines += ["configMapGenerator:", "  - name: iris-config", "    behavior: merge", "    envs: [settings.env]"]
+            Path(folder, "kustomization.yaml").write_text("\n".join(lines) + "\n")
+            kubectl("apply", "-k", folder, timeout=60)
+        try:
+            self.rolled_out()
+        except LayerError as exc:
+            if "exceeded its progress deadline" in str(exc):
+                raise Refused(f"kubectl rollout status: {str(exc).rsplit('error: ', 1)[-1]}", command) from None
+            raise
+
+    @staticmethod
+    def rolled_out() -> None:
+        """`kubectl rollout status` (it fails at the Deployment's progress deadline), then wait for the old
+        pods to finish their preStop sleep and go."""
+        kubectl("rollout", "status", "deployment", DEPLOYMENT, "-n", NAMESPACE, "--timeout=240s", timeout=270)
         wait_old_pods_gone()
 
     def serving_pids(self) -> list[int]:

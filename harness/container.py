@@ -164,6 +164,7 @@ class Container(Layer):
 
     stage, name = 4, "04 container"
     upgrade_mechanism = "stop the old container, start a new one with the new model"
+    release_mechanism = "stop the old container, run a new one (new model mounted, or --env): nothing checks it"
     crash_targets = ("server", "worker")
     restart_policy = "on-failure"
     path = "published port"
@@ -307,6 +308,27 @@ class Container(Layer):
         self.model_path = Path(new_model)
         self.start()
         return f"docker stop {old} && docker run ... {self.image} (with the new model mounted)"
+
+    def release(self, model: Path | None = None, settings: dict[str, str] | None = None) -> str:
+        """Stop the container, run one with ``model`` mounted and ``settings`` as `--env`. Nothing checks the new
+        one: one that cannot start is restarted by its policy, over and over; one that starts serves."""
+        self.previous = (self.model_path, dict(self.extra_env))
+        old = self.container
+        self.stop()
+        self.model_path = Path(model) if model else self.model_path
+        self.extra_env.update(settings or {})
+        self.launch()
+        changes = [f"--env {k}={v}" for k, v in (settings or {}).items()] + (["--volume NEW:..."] if model else [])
+        return f"docker stop {old} && docker run ... {' '.join(changes)} {self.image}"
+
+    def rollback(self) -> str:
+        """Stop the new container and run the previous model and settings again (downtime in between)."""
+        if self.previous is None:
+            return ""
+        (self.model_path, self.extra_env), self.previous, new = self.previous, None, self.container
+        self.stop()
+        self.launch()
+        return f"docker stop {new} && docker run ... {self.image}    # the previous model and settings"
 
     def self_contained(self) -> dict[str, Any]:
         return image_self_contained(self.image)

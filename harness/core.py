@@ -45,6 +45,14 @@ class LayerError(RuntimeError):
     """A layer did not start, stop or become ready in time; the message says why."""
 
 
+class Refused(LayerError):
+    """A layer's own release mechanism turned a release down; ``command`` is what the reader typed."""
+
+    def __init__(self, why: str, command: str):
+        super().__init__(why)
+        self.command = command
+
+
 # Process figures (memory, CPU, a server's workers) come from Linux's /proc: the lesson is what
 # the kernel counts. Elsewhere (macOS) they stop with one line instead of a FileNotFoundError.
 PROC = Path("/proc")
@@ -223,6 +231,8 @@ class Layer:
     name: str
     #: what a reader would call the upgrade mechanism of this layer
     upgrade_mechanism: str = ""
+    #: ... and what stands between a bad release and the clients (``release``)
+    release_mechanism: str = ""
     #: whether the layer is reached over HTTP (False: the model runs in the caller's process)
     serves_http: bool = True
     #: what ``crash`` can kill: "server" (the process that serves), "worker" (one of its workers), ...
@@ -257,6 +267,7 @@ class Layer:
         self.app = app
         self.folder = Path(folder) if folder else STAGES.get(self.stage)  # None: a layer with no folder (a fake)
         self.crashed: Crashed | None = None  # what the last ``crash`` killed
+        self.previous: Any = None  # what the last ``release`` replaced (None: nothing), for ``rollback``
 
     @classmethod
     def folder_exists(cls) -> bool:
@@ -286,6 +297,20 @@ class Layer:
 
     def upgrade(self, new_model: Path) -> str:
         """Move to the artifact at ``new_model`` with this layer's own mechanism; return its commands."""
+        raise NotImplementedError
+
+    def release(self, model: Path | None = None, settings: dict[str, str] | None = None) -> str:
+        """Put ``model`` and/or ``settings`` (environment variables) in service with this layer's own
+        mechanism, as a reader would, without waiting for an answer; return the commands.
+
+        Raises Refused when the mechanism itself turned the release down; what
+        it changed before that (a server stopped first) stays changed.
+        """
+        raise NotImplementedError
+
+    def rollback(self) -> str:
+        """Back to the model and settings that served before the last ``release``, with this layer's own
+        way back; return the commands ("" when nothing changed: the release was refused)."""
         raise NotImplementedError
 
     def serving_pids(self) -> list[int]:

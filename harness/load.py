@@ -29,8 +29,9 @@ from harness.core import LayerError
 from harness.core import cpu_seconds
 from harness.core import wait_until
 
-# One flower, the same request everywhere (the first golden input).
+# One flower, the same request everywhere (the first golden input), and its species.
 EXAMPLE_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+EXAMPLE_LABEL = "setosa"
 WRK_SCRIPT = Path(__file__).with_name("wrk_predict.lua")
 
 
@@ -43,6 +44,7 @@ class Outcome:
     ok: bool
     detail: str  # HTTP status, or the exception class for a connection failure
     version: str | None = None
+    label: str | None = None  # the species answered for EXAMPLE_ROW
 
 
 @dataclass
@@ -52,6 +54,7 @@ class LoadReport:
     outcomes: list[Outcome] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
+    expected: str = EXAMPLE_LABEL  # the right answer for EXAMPLE_ROW: any other is a wrong answer
 
     @property
     def total(self) -> int:
@@ -73,6 +76,15 @@ class LoadReport:
         """The model version of the last successful response."""
         answered = [o for o in self.outcomes if o.ok]
         return max(answered, key=lambda o: o.end).version if answered else None
+
+    def wrong(self) -> list[Outcome]:
+        """Successful requests that named the wrong species: a model that loads and answers, wrongly."""
+        return [o for o in self.outcomes if o.ok and o.label not in (None, self.expected)]
+
+    def wrong_for(self) -> float:
+        """Seconds from the first wrong answer to the last (0 when there was none)."""
+        ends = [o.end for o in self.wrong()]
+        return max(ends) - min(ends) if ends else 0.0
 
     def longest_stall(self) -> float:
         """The longest time without a successful answer: the widest gap between two successes ending.
@@ -96,13 +108,15 @@ class LoadReport:
         return counts
 
     def timeline(self, bucket_s: float = 0.1) -> dict[str, list]:
-        """Requests that ended in each ``bucket_s`` slice since the start: ok and failed, for plots."""
+        """Requests that ended in each ``bucket_s`` slice since the start: ok (right or wrong), failed, and of
+        the ok ones the wrong answers, for plots."""
         buckets = int((self.ended - self.started) / bucket_s) + 1
-        ok, failed = [0] * buckets, [0] * buckets
+        ok, failed, wrong = [0] * buckets, [0] * buckets, [0] * buckets
         for o in self.outcomes:
             index = min(buckets - 1, max(0, int((o.end - self.started) / bucket_s)))
             (ok if o.ok else failed)[index] += 1
-        return {"t_s": [round(i * bucket_s, 3) for i in range(buckets)], "ok": ok, "failed": failed}
+            wrong[index] += o.ok and o.label not in (None, self.expected)
+        return {"t_s": [round(i * bucket_s, 3) for i in range(buckets)], "ok": ok, "failed": failed, "wrong": wrong}
 
     def summary(self) -> dict[str, Any]:
         """Plain figures for a results file or an assertion message."""
@@ -114,6 +128,8 @@ class LoadReport:
             "longest_stall_s": round(self.longest_stall(), 3),
             "slowest_s": round(self.slowest(), 3),
             "versions": self.versions,
+            "wrong": len(self.wrong()),
+            "wrong_for_s": round(self.wrong_for(), 3),
             "duration_s": round(self.ended - self.started, 3),
         }
 
@@ -156,9 +172,11 @@ class LoadRun:
             try:
                 response = session.post(self.url, json=body, timeout=self.timeout)
                 ok = response.status_code == 200
-                version = response.json().get("model_version") if ok else None
-                outcome = Outcome(start, time.monotonic(), ok, str(response.status_code), version)
-            except (requests.RequestException, ValueError) as exc:
+                answer = response.json() if ok else {}
+                label = answer["predictions"][0]["label"] if ok else None
+                outcome = Outcome(start, time.monotonic(), ok, str(response.status_code), answer.get("model_version"),
+                                  label)  # fmt: skip
+            except (requests.RequestException, ValueError, LookupError, TypeError) as exc:
                 outcome = Outcome(start, time.monotonic(), False, type(exc).__name__)
                 session = requests.Session()  # a fresh connection after a failure
                 time.sleep(0.01)  # a failing server answers at once: do not spin

@@ -8,6 +8,8 @@ same files, on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -22,6 +24,7 @@ from harness.core import LOOPBACK
 from harness.core import Crashed
 from harness.core import Layer
 from harness.core import LayerError
+from harness.core import Refused
 from harness.core import children
 from harness.core import descendants
 from harness.core import model_module
@@ -98,12 +101,16 @@ class ServerProcess(Layer):
             **self.extra_env,
         }
 
-    def start(self, timeout: float = 60.0) -> float:
-        started = time.monotonic()
+    def launch(self) -> None:
+        """Start the server process; ``start`` then waits until it is ready, a release does not."""
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 self.command(), cwd=self.folder, env=self.env(), stdout=log, stderr=subprocess.STDOUT
             )
+
+    def start(self, timeout: float = 60.0) -> float:
+        started = time.monotonic()
+        self.launch()
         try:
             wait_ready(f"{self.base_url}/v2/health/ready", timeout, alive=self.alive)
         except LayerError as exc:
@@ -145,6 +152,43 @@ class ServerProcess(Layer):
     def recovered(self) -> bool:
         return self.alive() and self.ready()
 
+    # --- releases: what a reader does to put a new model or new settings in service ------------
+    def keep_previous(self) -> None:
+        """Set a copy of the served artifact and the settings aside for ``rollback`` (an install overwrites
+        the artifact in place)."""
+        backup = Path(tempfile.mkdtemp(prefix=f"{self.folder.name}-previous-"))
+        weakref.finalize(self, shutil.rmtree, backup, ignore_errors=True)
+        for path in (self.model_path, model_module().metadata_path(self.model_path)):
+            shutil.copy2(path, backup / path.name)
+        self.previous = (backup / self.model_path.name, dict(self.extra_env))
+
+    def install(self, model: Path, done: list[str]) -> None:
+        """`python model.py install NEW`: verified before it replaces the served artifact, else Refused."""
+        done.append("python model.py install NEW")
+        try:
+            model_module().install(model, self.model_path)
+        except model_module().ArtifactError as exc:
+            raise Refused(f"model.py install refused it: {exc}", "; ".join(done)) from None
+
+    def switch(self, settings_changed: bool) -> str:
+        """Make the server serve the installed artifact and the current settings; return the command."""
+        self.stop()
+        self.launch()
+        return f"Ctrl-C; {self.start_command()}"
+
+    def start_command(self) -> str:
+        """How a reader starts this server, with the settings the harness added."""
+        return " ".join([*(shlex.quote(f"{k}={v}") for k, v in self.extra_env.items()), f"make stage-{self.stage}"])
+
+    def rollback(self) -> str:
+        if self.previous is None:
+            return ""
+        model, settings = self.previous
+        self.previous = None
+        model_module().install(model, self.model_path)
+        changed, self.extra_env = settings != self.extra_env, settings
+        return f"python model.py install OLD; {self.switch(changed)}"
+
     def log(self) -> str:
         """Everything the server wrote to stdout and stderr so far."""
         return self.log_path.read_text(errors="replace")
@@ -158,6 +202,7 @@ class DevServer(ServerProcess):
 
     stage, name = 2, "02 Flask dev server"
     upgrade_mechanism = "stop, install the new model, start again"
+    release_mechanism = "stop, then model.py install (verifies the model) or new settings, start again"
 
     def command(self) -> list[str]:
         return [str(BIN / "flask"), "--app", self.app, "run", "--host", LOOPBACK, "--port", str(self.port)]
@@ -168,12 +213,25 @@ class DevServer(ServerProcess):
         self.start()
         return f"Ctrl-C (SIGTERM {self.proc.pid}); python model.py install NEW; make stage-2"
 
+    def release(self, model: Path | None = None, settings: dict[str, str] | None = None) -> str:
+        """Stop, install, start again (this stage's README): down in between, and down until someone starts
+        the old one again when the install refuses the model or the server will not start."""
+        self.keep_previous()
+        self.stop()
+        done = ["Ctrl-C"]
+        if model:
+            self.install(model, done)  # Refused leaves the server stopped
+        self.extra_env.update(settings or {})
+        self.launch()
+        return "; ".join([*done, self.start_command()])
+
 
 class Gunicorn(ServerProcess):
     """Stage 03: gunicorn with the stage's gunicorn.conf.py, exactly as `make stage-3` runs it."""
 
     stage, name = 3, "03 gunicorn"
     upgrade_mechanism = "verify + install the new model, then SIGHUP (graceful reload)"
+    release_mechanism = "verify first: gunicorn --check-config (settings), model.py install (model); then switch"
     crash_targets = ("server", "worker")
 
     def command(self) -> list[str]:
@@ -238,3 +296,38 @@ class Gunicorn(ServerProcess):
         model_module().install(new_model, self.model_path)
         os.kill(self.master(), signal.SIGHUP)
         return f"python model.py install NEW && kill -HUP {self.master()}"
+
+    def release(self, model: Path | None = None, settings: dict[str, str] | None = None) -> str:
+        """Verify first, then switch: `gunicorn --check-config` tries new settings (the environment is read at
+        start, so they need a restart), `model.py install` the new model (then SIGHUP); either refuses."""
+        done: list[str] = []
+        if settings:
+            self.check_config(settings, done)
+        self.keep_previous()
+        if model:
+            try:
+                self.install(model, done)
+            except Refused:
+                self.previous = None  # nothing changed: the old workers serve on
+                raise
+        self.extra_env.update(settings or {})
+        done.append(self.switch(bool(settings)))
+        return "; ".join(done)
+
+    def check_config(self, settings: dict[str, str], done: list[str]) -> None:
+        """`gunicorn --check-config` with ``settings`` added: loads the config and the app (and so the
+        model) without serving; Refused with its last line when either fails."""
+        command = [str(BIN / "gunicorn"), "--check-config", "-c", "gunicorn.conf.py", self.app]
+        done.append(shlex.join([*(f"{k}={v}" for k, v in settings.items()), "gunicorn", *command[1:]]))
+        out = subprocess.run(command, cwd=self.folder, env={**self.env(), **settings}, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        if out.returncode != 0:
+            last = ((out.stdout + out.stderr).strip().splitlines() or [f"exit code {out.returncode}"])[-1]
+            raise Refused(f"gunicorn --check-config refused it: {last}", "; ".join(done))
+
+    def switch(self, settings_changed: bool) -> str:
+        """New settings need a restart (down in between); a new artifact only a graceful reload."""
+        if settings_changed:
+            return super().switch(settings_changed)
+        os.kill(self.master(), signal.SIGHUP)
+        return f"kill -HUP {self.master()}"

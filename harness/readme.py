@@ -91,6 +91,34 @@ def _upgrade(up: dict[str, Any]) -> str:
     )
 
 
+def _bad_release(kind: str, bad: dict[str, Any]) -> str:
+    """One README line: what a bad release of ``kind`` did to the clients, and the way back."""
+    stopped = f"refused ({bad['refused_because']})" if bad["refused"] else "not refused"
+    wrong = f"{bad['wrong']} wrong answers over {bad['wrong_for_s']:.1f} s" if bad["wrong"] else "no wrong answer"
+    back = f"answered again {bad['answers_again_s']:.1f} s later" if bad["answers_again_s"] is not None else "never"
+    return (f"- Bad release under load, {bad['change']}: {stopped}; {bad['failed']} of {bad['requests']} requests "
+            f"failed, {bad['longest_stall_s']:.1f} s without any answer, {wrong}; way back: `{bad['rollback']}`, "
+            f"{back}.")  # fmt: skip
+
+
+def release_table(results: dict[str, Any]) -> str:
+    """Per served layer and bad release: refused, failed, without an answer, wrong answers, back after."""
+    header = f"{'layer':<24}{'bad release':<10}{'refused':>9}{'failed':>9}{'no answer':>11}{'wrong':>8}{'back':>8}"
+    rows = [header, "-" * len(header)]
+    for s in results["stages"]:
+        for kind, bad in s.get("bad_release", {}).items() if s.get("bad_release", {}).get("applicable", True) else ():
+            back = "-" if bad["answers_again_s"] is None else f"{bad['answers_again_s']:.1f} s"
+            rows.append(f"{s['layer']:<24}{kind:<10}{'yes' if bad['refused'] else 'no':>9}{bad['failed']:>9}"
+                        f"{bad['longest_stall_s']:>9.1f} s{bad['wrong']:>8}{back:>8}")  # fmt: skip
+    rows.append(
+        "bad releases under load through each layer's own mechanism: broken = an artifact that fails to load, "
+        "wrong = one that loads and names the wrong species, setting = MODEL_PATH names no file; each watched "
+        f"{_window(results)} s (or as long as the release took), then rolled back; wrong: answers naming the wrong "
+        "species; back: from the rollback's start until the old version answered again"
+    )
+    return "\n".join(rows)
+
+
 def _answered(entry: dict[str, Any], key: str) -> str:
     """A table cell: ``key`` of a scenario result, or n/a where the layer has no use for it."""
     return str(entry[key]) if entry.get("applicable", True) else "n/a"
@@ -164,7 +192,8 @@ def summary_table(results: dict[str, Any]) -> str:
         "brings beside them (engine, cluster, sidecar); 50 slow: normal requests answered while 50 slow clients "
         "wait (alone/behind nginx)"
     )
-    return "\n\n".join([rates_table(results), "\n".join(rows), run_line(results)])
+    releases = [release_table(results)] if any("bad_release" in s for s in results["stages"]) else []
+    return "\n\n".join([rates_table(results), "\n".join(rows), *releases, run_line(results)])
 
 
 def _slow_share(stage: dict[str, Any]) -> str:
@@ -250,6 +279,7 @@ def render(name: str, results: dict[str, Any]) -> str:
         if stage.get("crash_worker", {}).get("applicable"):
             lines.append(f"- Kill one worker under load: {_crash(stage['crash_worker'])}.")
         lines.append(f"- Upgrade to version 2 under load: {_upgrade(stage['upgrade'])}.")
+        lines += [_bad_release(k, b) for k, b in stage.get("bad_release", {}).items()]
         lines += _throughput(results, stage)
     brings = brought_along_mib(stage)
     lines.append(

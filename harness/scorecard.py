@@ -26,6 +26,7 @@ from typing import Any
 
 from harness import publish
 from harness import readme
+from harness import releases
 from harness import scenarios
 from harness import slowclients
 from harness.core import ROOT
@@ -157,8 +158,10 @@ def measure_scenarios(
         result["slow_clients"] = [slowclients.entry(v, hold) for v in (layer, variant) if v is not None]
         say(f"[{layer.name}] upgrade to version 2 under load")
         result["upgrade"] = scenarios.upgrade(layer, v2, timeline=TIMELINE_S)
+        result["bad_release"] = releases.every(layer, v2.parent, observe=observe, timeline=TIMELINE_S, say=say)
     else:
         result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
+        result["bad_release"] = {"applicable": False, "why": "no server: each program loads the model it is given"}
     # the worker first: killing the server may leave nothing to kill a worker of (stage 03)
     for target, key in (("worker", "crash_worker"), ("server", "crash")):
         if target in layer.crash_targets:

@@ -9,6 +9,9 @@ import pytest
 import app as api  # 02_rest_api/app.py (pytest's pythonpath), identical in every later stage
 import failure_app
 from harness.golden import mismatches
+from harness.load import EXAMPLE_LABEL
+from harness.load import EXAMPLE_ROW
+from harness.releases import wrong_model
 
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
@@ -74,6 +77,21 @@ def test_refuses_to_start_with_a_corrupted_model_in_one_line(fresh_model, caplog
     assert caplog.messages == [
         f"MODEL_PATH: {fresh_model} does not match the SHA-256 in {fresh_model.stem}.json: refusing to load it"
     ]
+
+
+def test_a_model_that_names_a_canary_wrongly_answers_but_is_not_ready(tmp_path, caplog):
+    """The server runs and says it is not ready: a layer that routes by readiness (stage 05) keeps clients
+    away from it; to a layer that does not, it answers, wrongly."""
+    wrong = wrong_model(tmp_path)
+    client = api.create_app({"MODEL_PATH": str(wrong)}).test_client()
+    problem = "answers 'versicolor' for a textbook setosa (5.1, 3.5, 1.4, 0.2)"
+    for path in ("/v2/health/ready", "/v2/models/iris/ready"):
+        response = client.get(path)
+        assert (response.status_code, response.get_json()) == (503, {"error": f"the model {problem}"}), path
+    assert client.get("/v2/health/live").status_code == 200, "alive: a restart would load the same model"
+    answer = client.post("/predict", json={"instances": [EXAMPLE_ROW]}).get_json()["predictions"][0]["label"]
+    assert answer == "versicolor" != EXAMPLE_LABEL
+    assert f"model version 3 {problem}: not ready" in caplog.messages
 
 
 def test_openapi_document_lists_every_route(client, app):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import releases
 from harness import scenarios
 from harness.container import BASE_IMAGE
 from harness.container import Container
@@ -25,6 +26,7 @@ from harness.core import wait_until
 from harness.golden import mismatches
 from harness.layers import BIN
 from harness.layers import STAGES
+from harness.load import EXAMPLE_LABEL
 from harness.load import EXAMPLE_ROW
 from harness.load import send_in_background
 from tests.test_wsgi import BAD_SETTINGS
@@ -186,6 +188,25 @@ def test_upgrade_replaces_the_container(stage4_image, model_v1, model_v2):
     print(f"\nupgrade by replacement: {report}")
     assert report["serves_new_version"], report
     assert report["failed"] > 0, f"stop old, start new is not zero-downtime: {report}"
+
+
+@pytest.mark.parametrize("kind", releases.KINDS)
+def test_a_bad_release_replaces_the_container_and_nothing_refuses_it(stage4_image, model_v1, kind, tmp_path):
+    """Stop old, run new: a model that cannot load or a setting that stops it is an outage, a wrong model is
+    served (Docker runs an unhealthy container on); running the previous one again is the way back."""
+    with Container(model_v1, image=stage4_image) as layer:
+        report = releases.bad_release(layer, kind, tmp_path, clients=2, observe=4)
+        answer = layer.predict([EXAMPLE_ROW])
+    figures = {k: report[k] for k in ("failed", "requests", "longest_stall_s", "wrong", "wrong_for_s",
+                                      "answers_again_s", "command", "rollback")}  # fmt: skip
+    print(f"\nbad release ({kind}) at stage 04: {figures}")
+    assert not report["refused"], report
+    if kind == "wrong":
+        assert report["wrong"] > 0 and report["wrong_for_s"] > 2, f"served wrong answers: {figures}"
+    else:
+        assert report["failed"] > 0 and report["longest_stall_s"] >= 4 and report["wrong"] == 0, figures
+    assert report["answers_again_s"] is not None, f"the previous container answered again: {figures}"
+    assert (answer["model_version"], answer["predictions"][0]["label"]) == ("1", EXAMPLE_LABEL)
 
 
 def _real_uid(pid: int) -> int:

@@ -19,6 +19,8 @@ from harness.golden import load_golden
 from harness.layers import BIN
 from harness.layers import ROOT
 from harness.layers import DevServer
+from harness.layers import free_port
+from tests.test_wsgi import BAD_SETTINGS
 
 pytestmark = pytest.mark.slow
 SCHEMATHESIS_CONFIG = "tests/schemathesis.toml"
@@ -100,3 +102,17 @@ def test_make_stage_2_refuses_a_port_out_of_range_in_one_line(value):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out, out
     assert f"error: PORT must be a whole number from 1 to 65535, got '{value}'" in out.splitlines(), out
+
+
+# The settings stage 02 reads, each wrong as tests/test_wsgi.py's BAD_SETTINGS has it (the same lines).
+STAGE_2_SETTINGS = ("PORT", "HOST", "MAX_ROWS", "MODEL_PATH")
+
+
+@pytest.mark.parametrize("setting", [s for s in BAD_SETTINGS if s.split("=", 1)[0] in STAGE_2_SETTINGS])
+def test_a_bad_setting_stops_make_stage_2_with_one_line_naming_it(setting):
+    name, value = setting.split("=", 1)
+    env = {**os.environ, "PORT": str(free_port()), name: value}
+    proc = subprocess.run(["make", "-s", "stage-2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    assert BAD_SETTINGS[setting] in out, out

@@ -13,6 +13,8 @@ from harness.core import ROOT
 from harness.layers import DevServer
 from harness.layers import Layer
 from harness.layers import free_port
+from harness.load import EXAMPLE_LABEL
+from harness.load import EXAMPLE_ROW
 from harness.load import LoadReport
 from harness.load import LoadRun
 from harness.load import Outcome
@@ -107,6 +109,20 @@ def test_longest_stall_sees_a_gap_without_failures():
     assert report.slowest() == pytest.approx(1.5)
     summary = report.summary()
     assert summary["longest_stall_s"] == 1.9 and summary["slowest_s"] == 1.5
+
+
+def test_wrong_answers_are_counted_and_timed(golden):
+    """Answers that name another species than the example's own are wrong, however fast they came."""
+    assert (golden["inputs"][0], golden["expected"][0]["label"]) == (EXAMPLE_ROW, EXAMPLE_LABEL)
+    report = LoadReport(started=0.0, ended=3.0)
+    report.outcomes = [
+        Outcome(0.0, 0.1, True, "200", "1", EXAMPLE_LABEL),
+        Outcome(0.1, 0.5, True, "200", "3", "versicolor"),
+        Outcome(0.5, 2.0, True, "200", "3", "versicolor"),
+        Outcome(2.0, 2.1, False, "503"),
+    ]
+    summary = report.summary()
+    assert (summary["wrong"], summary["wrong_for_s"], summary["failed"]) == (2, 1.5, 1), summary
 
 
 def harness_imports() -> dict[str, set[str]]:

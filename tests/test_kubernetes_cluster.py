@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,18 +19,18 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness import releases
 from harness import scenarios
 from harness.cluster import Cluster
 from harness.cluster import build_model_image
 from harness.container import docker
 from harness.container import image_exists
+from harness.core import Refused
 from harness.core import wait_until
 from harness.golden import mismatches
 from harness.kube import DEPLOYMENT
-from harness.kube import K8S
 from harness.kube import NAMESPACE
 from harness.kube import cluster_env
-from harness.kube import flavour
 from harness.kube import is_ready
 from harness.kube import kubectl
 from harness.kube import kubectl_path
@@ -71,41 +69,57 @@ def versions_answering(base_url: str, requests_count: int = 20) -> set[str]:
 
 
 @contextlib.contextmanager
-def overlay(image: str, server_env: dict[str, str], restore: str | None = None) -> Iterator[None]:
-    """Apply stage 05 with ``image`` and ``server_env`` merged into server.env; then server.env as committed,
-    with the image ``restore`` (default: ``image``).
-
-    What a reader does to change a setting: edit server.env and `kubectl apply
-    -k`. The configMapGenerator gives the ConfigMap a new name (a hash of its
-    content), so the Deployment's pod template changes and the pods roll.
-    """
-    spec = deployment()["spec"]["template"]["spec"]["containers"]
-    proxy_tag = next(c["image"] for c in spec if c["name"] == "proxy").split(":", 1)[1]  # the sidecar stays as it is
-    with tempfile.TemporaryDirectory() as tmp:
-        changed, restored = Path(tmp) / "changed", Path(tmp) / "restored"
-        for folder, env, tag in ((changed, server_env, image), (restored, {}, restore or image)):
-            tag = tag.split(":", 1)[1]
-            folder.mkdir()
-            (folder / "extra.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-            generator = "configMapGenerator:\n  - name: iris-config\n    behavior: merge\n    envs: [extra.env]\n"
-            (folder / "kustomization.yaml").write_text(
-                f"resources: [{os.path.relpath(K8S / flavour(), folder)}]\n"
-                f"images:\n  - name: iris-serving\n    newTag: {tag}\n  - name: iris-proxy\n    newTag: {proxy_tag}\n"
-                + (generator if env else "")
-            )
-        kubectl("apply", "-k", str(changed), timeout=60)
-        rolled_out()
-        try:
-            yield
-        finally:
-            kubectl("apply", "-k", str(restored), timeout=60)
-            rolled_out()
+def overlay(cluster: Cluster, image: str, server_env: dict[str, str], restore: str | None = None) -> Iterator[None]:
+    """Stage 05 with ``image`` and ``server_env`` merged into server.env (Cluster.apply), then server.env as
+    committed with the image ``restore`` (default: ``image``)."""
+    cluster.apply(image, server_env)
+    try:
+        yield
+    finally:
+        cluster.apply(restore or image)
 
 
-def rolled_out() -> None:
-    """Wait for the rollout, then for the old pods to finish their preStop sleep and go."""
-    kubectl("rollout", "status", "deployment", DEPLOYMENT, "-n", NAMESPACE, "--timeout=240s", timeout=270)
-    wait_old_pods_gone()
+def serving_replica_sets() -> set[str]:
+    """The ReplicaSets (by pod-template-hash) whose pods are ready."""
+    return {p["metadata"]["labels"]["pod-template-hash"] for p in ready_pods()}
+
+
+@pytest.mark.parametrize("kind", ["broken", "wrong"])
+def test_a_rollout_to_a_bad_model_stops_and_rollout_undo_restores_the_previous_replica_set(cluster, kind, tmp_path):
+    """A model that cannot load, or one that loads and names the wrong species (not ready: the canary check):
+    the new pod never becomes ready, maxUnavailable 0 keeps the old pods serving, the rollout fails at its
+    progress deadline, and `kubectl rollout undo` goes back to the previous ReplicaSet."""
+    before, old = serving_replica_sets(), versions_answering(cluster.base_url)
+    deadline = deployment()["spec"]["progressDeadlineSeconds"]
+    report = releases.bad_release(cluster, kind, tmp_path, clients=2, observe=5)
+    figures = {k: report[k] for k in ("failed", "requests", "longest_stall_s", "wrong", "release_s", "rollback_s",
+                                      "answers_again_s", "refused_because")}  # fmt: skip
+    print(f"\nbad release ({kind}) at stage 05, progress deadline {deadline} s: {figures}")
+    assert report["refused"] and "exceeded its progress deadline" in report["refused_because"], figures
+    assert report["failed"] == 0 and report["wrong"] == 0, f"the old pods answered every request: {figures}"
+    assert report["release_s"] >= deadline, figures
+    assert serving_replica_sets() == before and versions_answering(cluster.base_url) == old
+
+
+def test_a_bad_configmap_value_keeps_the_new_pod_unready_with_one_line_while_the_old_pods_serve(cluster):
+    """MODEL_PATH naming no file, through server.env: the new pod's server exits with one line (in its log;
+    its restarts in the events), the rollout fails at its deadline, the old pods serve throughout."""
+    before = serving_replica_sets()
+    with LoadRun(cluster.base_url, clients=2, max_seconds=400) as run:
+        with pytest.raises(Refused, match="exceeded its progress deadline"):
+            cluster.release(settings={"MODEL_PATH": releases.MISSING_MODEL})
+        stuck = next(p["metadata"]["name"] for p in pods() if not is_ready(p))  # (the HPA may have added more)
+        logs = "".join(kubectl("logs", "-n", NAMESPACE, stuck, "-c", "server", *flag, check=False)
+                       for flag in ((), ("--previous",)))  # fmt: skip
+        events = kubectl("get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={stuck}")
+        cluster.rollback()
+    summary = run.report.summary()
+    print(f"\nbad ConfigMap value: {stuck} never ready; log: {logs.strip()[-300:]}; meanwhile: {summary}")
+    line = f"MODEL_PATH: no model at {releases.MISSING_MODEL} (train one with: python model.py train)"
+    assert line in logs and "Traceback" not in logs, logs
+    assert "Back-off restarting failed container" in events, events
+    assert summary["failed"] == 0 and summary["ok"] > 0, summary
+    assert serving_replica_sets() == before
 
 
 def test_rollout_completes_and_serves_through_the_service(cluster, golden):
@@ -235,7 +249,7 @@ def test_a_server_env_change_rolls_out_without_rebuilding_the_image(cluster):
     image = image_of(ready_pods()[0])
     before, config_before = {p["metadata"]["name"] for p in pods()}, config_map_name()
     started = time.monotonic()
-    with overlay(image, {"MAX_ROWS": "5"}):
+    with overlay(cluster, image, {"MAX_ROWS": "5"}):
         rollout_s = time.monotonic() - started
         serving, config_after = ready_pods(), config_map_name()
         envs = [
@@ -259,8 +273,7 @@ def test_a_server_env_change_rolls_out_without_rebuilding_the_image(cluster):
 @pytest.fixture(scope="module")
 def failure_pods(cluster, failure_image):
     """The pods serving the failure tests' image (the stage image + /_test/sleep), gunicorn's timeout at 300 s."""
-    cluster.load(failure_image)
-    with overlay(failure_image, {"GUNICORN_TIMEOUT": "300"}, restore=image_of(ready_pods()[0])):
+    with overlay(cluster, failure_image, {"GUNICORN_TIMEOUT": "300"}, restore=image_of(ready_pods()[0])):
         yield failure_image
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from harness.golden import mismatches
 from harness.layers import STAGES
+from harness.releases import wrong_model
 
 EXAMPLE_FLAGS = ["--sepal-length", "5.1", "--sepal-width", "3.5", "--petal-length", "1.4", "--petal-width", "0.2"]
 
@@ -112,6 +113,31 @@ def test_install_validates_before_replacing(iris, fresh_model, model_v2, tmp_pat
     assert iris.load(fresh_model).version == "1", "a refused install must leave the served model alone"
     iris.install(model_v2, fresh_model)
     assert iris.load(fresh_model).version == "2"
+
+
+def test_install_refuses_a_model_that_names_a_canary_flower_wrongly(iris, fresh_model, tmp_path):
+    """A model that loads (hash and version check out) but learnt shifted labels never replaces the served one."""
+    wrong = wrong_model(tmp_path / "wrong")
+    assert iris.load(wrong).version == "3", "it loads: only its answers are wrong"
+    with pytest.raises(iris.ArtifactError) as refused:
+        iris.install(wrong, fresh_model)
+    assert str(refused.value) == (
+        f"{wrong} answers 'versicolor' for a textbook setosa (5.1, 3.5, 1.4, 0.2): refusing to install it"
+    )
+    assert iris.load(fresh_model).version == "1", "a refused install must leave the served model alone"
+
+
+def test_every_model_the_tutorial_trains_names_the_canaries(iris, model_v1, model_v2):
+    assert [iris.canary_problem(iris.load(m)) for m in (model_v1, model_v2)] == [None, None]
+
+
+def test_a_model_fit_on_other_features_fails_the_canaries_instead_of_raising(iris, model_v1):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris()
+    three = iris.LoadedModel(LogisticRegression().fit(data.data[:, :3], data.target), iris.load(model_v1).metadata)
+    assert iris.canary_problem(three).startswith("cannot predict the canary flowers: ValueError: X has 4 features")
 
 
 def test_cli_predicts_one_flower(model_v1, golden):

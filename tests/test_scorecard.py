@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from harness import releases
 from harness import scorecard as scorecard_module
 from harness.layers import ROOT
 from harness.layers import LayerError
@@ -51,6 +52,17 @@ def test_scorecard_smoke_run_writes_every_figure(tmp_path):
     assert worker["target"] == "worker" and worker["failed"] <= 1 < worker["ok"], worker
     assert gunicorn["upgrade"]["command"].endswith(f"kill -HUP {gunicorn['upgrade']['command'].split()[-1]}")
     assert dev["upgrade"]["serves_new_version"] is True
+    # bad releases: stage 03 verifies first (model.py install, gunicorn --check-config) and serves on;
+    # stage 02 stops first, so the same refusal is an outage, and a bad setting one it cannot refuse
+    for kind in releases.KINDS:
+        bad, down = gunicorn["bad_release"][kind], dev["bad_release"][kind]
+        assert bad["refused"] and (bad["failed"], bad["wrong"]) == (0, 0), bad
+        assert bad["rollback"].startswith("nothing to do") and bad["answers_again_s"] is not None, bad
+        assert down["refused"] is (kind != "setting") and down["failed"] > 0 and down["wrong"] == 0, down
+        assert down["longest_stall_s"] >= 5.0 and down["answers_again_s"] is not None, down
+    assert "check-config" in gunicorn["bad_release"]["setting"]["refused_because"]
+    assert "textbook setosa" in gunicorn["bad_release"]["wrong"]["refused_because"]
+    assert script["bad_release"]["applicable"] is False
     (slow,) = dev["slow_clients"]  # the development server has no proxy variant
     assert set(slow["runs"]) == {"2", "50"} and slow["runs"]["50"]["during"]["requests"] > 0
     assert {t["connections"] for t in dev["throughput"]} == {1, 8}

@@ -3,6 +3,7 @@ through the Service, and the cluster put back afterwards (exercises.applied)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,15 @@ from exercises.applied import live
 from exercises.applied import render
 from exercises.applied import require_cluster
 from exercises.applied import rollout
+from exercises.checks.stage04 import Once
+from exercises.checks.stage04 import built_image
 from exercises.common import Fail
+from exercises.common import answers
 from exercises.common import post
 from exercises.common import rows
+from exercises.common import serving
+from exercises.common import train
+from harness import releases
 from harness.core import LayerError
 from harness.core import wait_until
 from harness.kube import wait_old_pods_gone
@@ -89,3 +96,32 @@ def check_05_3(folder: Path) -> None:
             )
         if current.get("desiredReplicas", 0) > 2:
             raise Fail(f"{current['desiredReplicas']} pods wanted at idle", "2: a memory target idle pods stay under")
+
+
+def check_05_4(folder: Path) -> None:
+    """Question: a model that cannot load, released under load at stage 04 and at stage 05. Did requests fail at
+    each, which field of the Deployment marks the stuck rollout failed, and which command goes back?
+
+    Stage 04's answer is measured (the folder's image, the same release); stage 05's follows from the folder's
+    Deployment (a readiness probe, and maxUnavailable 0: the old pods serve until a new one is ready), which
+    tests/test_kubernetes_cluster.py measures on a cluster.
+    """
+    given = answers(folder, "05.4", ("failed_at_04", "failed_at_05", "deadline_field", "way_back"))
+    (deployment,) = [o for o in render(folder) if o["kind"] == "Deployment"]
+    spec = deployment["spec"]
+    if given["deadline_field"] not in spec:
+        raise Fail(f"deadline_field = {given['deadline_field']!r}, not a field of your Deployment's spec",
+                   "the field after which `kubectl rollout status` reports the rollout failed")  # fmt: skip
+    gated = spec["strategy"].get("rollingUpdate", {}).get("maxUnavailable") == 0 and all(
+        "readinessProbe" in c for c in spec["template"]["spec"]["containers"]
+    )
+    if given["failed_at_05"] is not (not gated):
+        raise Fail(f"failed_at_05 = {given['failed_at_05']!r}", "what `harness.releases broken --stage 5` printed")
+    way_back = " ".join(str(given["way_back"]).split())
+    if "rollout undo" not in way_back or "iris" not in way_back:
+        raise Fail(f"way_back = {given['way_back']!r}", "the kubectl command that restores the previous ReplicaSet")
+    with built_image(folder, "05.4") as tag, tempfile.TemporaryDirectory(prefix="ex-05.4-") as tmp:
+        with serving(Once(train(folder, Path(tmp) / "v1" / "iris.joblib"), image=tag, folder=folder)) as layer:
+            failed = releases.bad_release(layer, "broken", Path(tmp), clients=2, observe=3)["failed"] > 0
+    if given["failed_at_04"] is not failed:
+        raise Fail(f"failed_at_04 = {given['failed_at_04']!r}", "what `harness.releases broken --stage 4` printed")
