@@ -26,7 +26,7 @@ AGENDAS: dict[str, list[tuple[str, int | tuple[str, ...]]]] = {
         ("Stage 03 exercises", ("03.1", "03.2")),
         ("Stage 04: README, `make stage-4`, `make diff A=3 B=4`", 15),
         ("Stage 04 exercises", ("04.1", "04.2")),
-        ("Stage 05 on the projector: `make stage-5`, delete a pod under load, 05.1 and 05.4 live", 30),
+        ("Stage 05 on the projector: `make stage-5`, delete a pod under load, 05.1 and 05.3 live", 30),
         ("The scorecard (`notebooks/00_scorecard.ipynb`): what each layer bought and cost", 20),
     ],
     "full_day": [

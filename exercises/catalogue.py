@@ -65,9 +65,7 @@ EXERCISES = {
         Exercise(
             "05.2", 30, "core", "cluster", False, check_05_2, "model version 2 rolled out with zero failed requests"
         ),
-        Exercise("05.3", 25, "stretch", "cluster", False, check_05_3, "an HPA that scales on memory too"),
-        Exercise(
-            "05.4", 15, "core", "cluster", True, check_05_4, "a bad release at stages 04 and 05: what stops it, the way back"
-        ),
+        Exercise("05.3", 15, "core", "cluster", True, check_05_3, "a bad release at 04 and 05, and the way back"),
+        Exercise("05.4", 25, "stretch", "cluster", False, check_05_4, "an HPA that scales on memory too"),
     )
 }

@@ -330,7 +330,12 @@ class Cluster(Layer):
                 lines += [f"  - name: {name}", f"    newTag: {tag.split(':', 1)[1]}"]
             if settings:
                 Path(folder, "settings.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-                lines += ["configMapGenerator:", "  - name: iris-config", "    behavior: merge", "    envs: [settings.env]"]
+                lines += [
+                    "configMapGenerator:",
+                    "  - name: iris-config",
+                    "    behavior: merge",
+                    "    envs: [settings.env]",
+                ]
             Path(folder, "kustomization.yaml").write_text("\n".join(lines) + "\n")
             kubectl("apply", "-k", folder, timeout=60)
         try:

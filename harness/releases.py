@@ -170,7 +170,9 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 def describe(result: dict[str, Any]) -> str:
     """A bad release's figures as a reader reads them, one per line."""
     refused = f"yes: {result['refused_because']}" if result["refused"] else "no"
-    back = "never" if result["answers_again_s"] is None else f"{result['answers_again_s']:.1f} s after the rollback began"
+    back = (
+        "never" if result["answers_again_s"] is None else f"{result['answers_again_s']:.1f} s after the rollback began"
+    )
     return "\n".join([
         f"release:          {result['command']}",
         f"refused by itself: {refused}",
@@ -187,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.releases", description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=list(KINDS), help="; ".join(f"{k}: {v}" for k, v in KINDS.items()))
     served = [n for n, c in LAYERS.items() if c.serves_http]
-    parser.add_argument("--stage", type=int, choices=served, default=served[-2], help="the layer (default: %(default)s)")
+    parser.add_argument(
+        "--stage", type=int, choices=served, default=served[-2], help="the layer (default: %(default)s)"
+    )
     parser.add_argument("--observe", type=float, default=OBSERVE_S, help="seconds before the rollback")
     args = parser.parse_args(argv)
     layer_class = LAYERS[args.stage]

@@ -14,7 +14,6 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -37,7 +36,6 @@ from harness.kube import kubectl_path
 from harness.kube import pods
 from harness.kube import ready_endpoints
 from harness.kube import restarts
-from harness.kube import wait_old_pods_gone
 from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
 from harness.scenarios import autoscale

@@ -73,7 +73,7 @@ def check_05_2(folder: Path) -> None:
         raise Fail(f"model versions {sorted(versions)} after the rollout", "every pod answering version 2")
 
 
-def check_05_3(folder: Path) -> None:
+def check_05_4(folder: Path) -> None:
     """The HPA scales on memory as well as CPU, and reads a current value for both."""
     hpa = next((o for o in render(folder) if o["kind"] == "HorizontalPodAutoscaler"), None)
     metrics = {m.get("resource", {}).get("name") for m in (hpa or {}).get("spec", {}).get("metrics", [])}
@@ -98,7 +98,7 @@ def check_05_3(folder: Path) -> None:
             raise Fail(f"{current['desiredReplicas']} pods wanted at idle", "2: a memory target idle pods stay under")
 
 
-def check_05_4(folder: Path) -> None:
+def check_05_3(folder: Path) -> None:
     """Question: a model that cannot load, released under load at stage 04 and at stage 05. Did requests fail at
     each, which field of the Deployment marks the stuck rollout failed, and which command goes back?
 
@@ -106,7 +106,7 @@ def check_05_4(folder: Path) -> None:
     Deployment (a readiness probe, and maxUnavailable 0: the old pods serve until a new one is ready), which
     tests/test_kubernetes_cluster.py measures on a cluster.
     """
-    given = answers(folder, "05.4", ("failed_at_04", "failed_at_05", "deadline_field", "way_back"))
+    given = answers(folder, "05.3", ("failed_at_04", "failed_at_05", "deadline_field", "way_back"))
     (deployment,) = [o for o in render(folder) if o["kind"] == "Deployment"]
     spec = deployment["spec"]
     if given["deadline_field"] not in spec:
@@ -120,7 +120,7 @@ def check_05_4(folder: Path) -> None:
     way_back = " ".join(str(given["way_back"]).split())
     if "rollout undo" not in way_back or "iris" not in way_back:
         raise Fail(f"way_back = {given['way_back']!r}", "the kubectl command that restores the previous ReplicaSet")
-    with built_image(folder, "05.4") as tag, tempfile.TemporaryDirectory(prefix="ex-05.4-") as tmp:
+    with built_image(folder, "05.3") as tag, tempfile.TemporaryDirectory(prefix="ex-05.3-") as tmp:
         with serving(Once(train(folder, Path(tmp) / "v1" / "iris.joblib"), image=tag, folder=folder)) as layer:
             failed = releases.bad_release(layer, "broken", Path(tmp), clients=2, observe=3)["failed"] > 0
     if given["failed_at_04"] is not failed:
