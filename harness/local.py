@@ -168,7 +168,8 @@ class ServerProcess(Layer):
         try:
             model_module().install(model, self.model_path)
         except model_module().ArtifactError as exc:
-            raise Refused(f"model.py install refused it: {exc}", "; ".join(done)) from None
+            why = str(exc).replace(str(model), "NEW")  # the same words whatever the path
+            raise Refused(f"model.py install refused it: {why}", "; ".join(done)) from None
 
     def switch(self, settings_changed: bool) -> str:
         """Make the server serve the installed artifact and the current settings; return the command."""
