@@ -40,6 +40,7 @@ export UV
 $(UV_HOME)/bin/uv: scripts/uv-bootstrap.txt
 	$(PYTHON_SYSTEM) -m venv $(UV_HOME)
 	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r scripts/uv-bootstrap.txt
+	@touch $@  # pip leaves an installed uv alone: without this, make would bootstrap it again every time
 
 .PHONY: setup
 setup: $(STAMP) ## create .venv from uv.lock (one lock for every stage, the tests and the notebooks)
