@@ -95,7 +95,7 @@ def _bad_release(kind: str, bad: dict[str, Any]) -> str:
     """One README line: what a bad release of ``kind`` did to the clients, and the way back."""
     stopped = f"refused ({bad['refused_because']})" if bad["refused"] else "not refused"
     wrong = f"{bad['wrong']} wrong answers over {bad['wrong_for_s']:.1f} s" if bad["wrong"] else "no wrong answer"
-    back = f"answered again {bad['answers_again_s']:.1f} s later" if bad["answers_again_s"] is not None else "never"
+    back = f"done {bad['answers_again_s']:.1f} s later" if bad["answers_again_s"] is not None else "never done"
     return (f"- Bad release under load, {bad['change']}: {stopped}; {bad['failed']} of {bad['requests']} requests "
             f"failed, {bad['longest_stall_s']:.1f} s without any answer, {wrong}; way back: `{bad['rollback']}`, "
             f"{back}.")  # fmt: skip
@@ -114,7 +114,7 @@ def release_table(results: dict[str, Any]) -> str:
         "bad releases under load through each layer's own mechanism: broken = an artifact that fails to load, "
         "wrong = one that loads and names the wrong species, setting = MODEL_PATH names no file; each watched "
         f"{_window(results)} s (or as long as the release took), then rolled back; wrong: answers naming the wrong "
-        "species; back: from the rollback's start until the old version answered again"
+        "species; back: from the rollback's start until it was done and the old version answered a new request"
     )
     return "\n".join(rows)
 

@@ -93,8 +93,10 @@ def bad_release(
 
     ``refused`` is the layer's own "no" (an install, a config check, a rollout
     that stopped), with ``refused_because``; ``answers_again_s`` runs from the
-    rollback's start to the first right answer of the old version from a
-    request sent after it; ``release_s`` is how long the release command took.
+    rollback's start until it is done (``rollback_s``: a `rollout undo` waits
+    for the stuck pod to go) and a request sent after it got the old version's
+    right answer; ``release_s`` is how long the release command took. Whether
+    the clients noticed shows in ``failed`` and ``longest_stall_s``.
     """
     arguments = change(kind, directory)
     with LoadRun(layer.base_url, clients=clients, max_seconds=observe + 900, max_requests=500_000) as run:
@@ -155,12 +157,12 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     """``every``'s results as a Markdown table, one row per bad release (for the notebooks)."""
     rows = [
         "| bad release | refused by the layer | failed requests | longest without an answer | wrong answers "
-        "| way back | old version answered again |",
+        "| way back | way back done, old version answering |",
         "|---|---|---|---|---|---|---|",
     ]
     for kind, r in results.items():
         refused = f"yes: {r['refused_because']}" if r["refused"] else "**no**"
-        back = "never" if r["answers_again_s"] is None else f"{r['answers_again_s']:.1f} s after it"
+        back = "never" if r["answers_again_s"] is None else f"{r['answers_again_s']:.1f} s after it began"
         wrong = f"**{r['wrong']}** over {r['wrong_for_s']:.1f} s" if r["wrong"] else "0"
         rows.append(f"| {kind} | {refused} | {r['failed']} of {r['requests']} | {r['longest_stall_s']:.1f} s | "
                     f"{wrong} | `{r['rollback']}` | {back} |")  # fmt: skip
@@ -170,9 +172,7 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 def describe(result: dict[str, Any]) -> str:
     """A bad release's figures as a reader reads them, one per line."""
     refused = f"yes: {result['refused_because']}" if result["refused"] else "no"
-    back = (
-        "never" if result["answers_again_s"] is None else f"{result['answers_again_s']:.1f} s after the rollback began"
-    )
+    back = "never" if result["answers_again_s"] is None else f"{result['answers_again_s']:.1f} s after it began"
     return "\n".join([
         f"release:          {result['command']}",
         f"refused by itself: {refused}",
@@ -180,7 +180,7 @@ def describe(result: dict[str, Any]) -> str:
         f"{result['longest_stall_s']:.1f} s",
         f"wrong answers:    {result['wrong']}" + (f", over {result['wrong_for_s']:.1f} s" if result["wrong"] else ""),
         f"way back:         {result['rollback']}",
-        f"old version back: {back}",
+        f"way back done:    {back}, the old version answering",
     ])  # fmt: skip
 
 
