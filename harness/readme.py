@@ -91,8 +91,8 @@ def _upgrade(up: dict[str, Any]) -> str:
     )
 
 
-def _bad_release(kind: str, bad: dict[str, Any]) -> str:
-    """One README line: what a bad release of ``kind`` did to the clients, and the way back."""
+def _bad_release(bad: dict[str, Any]) -> str:
+    """One README line: what a bad release did to the clients, and the way back."""
     stopped = f"refused ({bad['refused_because']})" if bad["refused"] else "not refused"
     wrong = f"{bad['wrong']} wrong answers over {bad['wrong_for_s']:.1f} s" if bad["wrong"] else "no wrong answer"
     back = f"done {bad['answers_again_s']:.1f} s later" if bad["answers_again_s"] is not None else "never done"
@@ -279,7 +279,7 @@ def render(name: str, results: dict[str, Any]) -> str:
         if stage.get("crash_worker", {}).get("applicable"):
             lines.append(f"- Kill one worker under load: {_crash(stage['crash_worker'])}.")
         lines.append(f"- Upgrade to version 2 under load: {_upgrade(stage['upgrade'])}.")
-        lines += [_bad_release(k, b) for k, b in stage.get("bad_release", {}).items()]
+        lines += [_bad_release(b) for b in stage.get("bad_release", {}).values()]
         lines += _throughput(results, stage)
     brings = brought_along_mib(stage)
     lines.append(
