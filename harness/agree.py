@@ -45,7 +45,7 @@ def from_scorecard(card: dict[str, Any]) -> dict[str, Any]:
         for entry in s.get("throughput", []):
             path = "published port" if entry["path"] == "published port" else route(entry)
             found[f"stage{s['stage']} {path} rps@{entry['connections']}"] = entry
-        for key in ("crash", "crash_worker", "upgrade"):
+        for key in ("crash", "crash_worker", "upgrade", "upgrade_alternative"):
             if s.get(key, {}).get("applicable", True) and key in s:
                 found[f"stage{s['stage']} {key}"] = {k: s[key][k] for k in EVENT_KEYS if k in s[key]}
         bad = s.get("bad_release", {})

@@ -279,6 +279,11 @@ class Layer:
         """Whether this machine can run the layer now, and if not why, in one line (a local process: always)."""
         return True, "runs as a process of this machine"
 
+    @classmethod
+    def upgrade_alternative(cls) -> type[Layer] | None:
+        """The same layer upgraded another way, measured beside this one's (None: it has one way)."""
+        return None
+
     def start(self, timeout: float = 60.0) -> float:
         """Start the layer, wait until ready, return seconds from start to ready."""
         raise NotImplementedError

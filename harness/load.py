@@ -86,19 +86,21 @@ class LoadReport:
         ends = [o.end for o in self.wrong()]
         return max(ends) - min(ends) if ends else 0.0
 
-    def longest_stall(self) -> float:
-        """The longest time without a successful answer: the widest gap between two successes ending.
+    def longest_stall(self, since: float | None = None) -> float:
+        """The longest time without a successful answer: the widest gap between two successes ending
+        (from ``since`` on, when given).
 
         A layer can fail no request and still stall (a request waiting for a
         worker that is being replaced); failed requests alone would hide it.
         """
-        ends = sorted(o.end for o in self.outcomes if o.ok)
-        edges = [self.started, *ends] + ([self.ended] if self.ended else [])
+        since = self.started if since is None else since
+        ends = sorted(o.end for o in self.outcomes if o.ok and o.end > since)
+        edges = [since, *ends] + ([self.ended] if self.ended else [])
         return max((b - a for a, b in zip(edges, edges[1:], strict=False)), default=0.0)
 
-    def slowest(self) -> float:
-        """The slowest successful request, in seconds."""
-        return max((o.end - o.start for o in self.outcomes if o.ok), default=0.0)
+    def slowest(self, until: float | None = None) -> float:
+        """The slowest successful request, in seconds (of those that ended before ``until``, when given)."""
+        return max((o.end - o.start for o in self.outcomes if o.ok and (until is None or o.end < until)), default=0.0)
 
     def failure_kinds(self) -> dict[str, int]:
         counts: dict[str, int] = {}

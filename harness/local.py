@@ -7,6 +7,7 @@ same files, on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -28,6 +29,7 @@ from harness.core import Refused
 from harness.core import children
 from harness.core import descendants
 from harness.core import model_module
+from harness.core import procfs
 from harness.core import wait_ready
 from harness.core import wait_until
 
@@ -72,6 +74,51 @@ class InProcess(Layer):
 
     def serving_pids(self) -> list[int]:
         return [os.getpid()]
+
+
+class Adopted:
+    """A server process this one did not start, behind the part of ``subprocess.Popen`` the layers use.
+
+    A gunicorn master started by a binary upgrade (USR2) is the old master's
+    child; when the old one exits it is re-parented (to PID 1), so its exit
+    status goes to whoever reaps it: ``poll`` reports ``UNKNOWN`` once it is gone.
+    """
+
+    UNKNOWN = -1
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        try:
+            state = procfs(self.pid, "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            state = "gone"
+        if state in ("Z", "X", "gone"):  # a zombie has exited: only its reaper is missing
+            self.returncode = self.UNKNOWN
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not wait_until(lambda: self.poll() is not None, 3600 if timeout is None else timeout):
+            raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+        return self.returncode
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def pid_in(path: Path) -> int | None:
+    """The PID a PID file holds; None while it is missing or being written."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 class ServerProcess(Layer):
@@ -231,12 +278,27 @@ class Gunicorn(ServerProcess):
     """Stage 03: gunicorn with the stage's gunicorn.conf.py, exactly as `make stage-3` runs it."""
 
     stage, name = 3, "03 gunicorn"
-    upgrade_mechanism = "verify + install the new model, then SIGHUP (graceful reload)"
+    upgrade_mechanism = "verify + install the new model, then SIGUSR2 (binary upgrade: a new master beside the old)"
     release_mechanism = "verify first: gunicorn --check-config (settings), model.py install (model); then switch"
     crash_targets = ("server", "worker")
 
+    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP,
+                 **kw):  # fmt: skip
+        super().__init__(model_path, port, env, app, **kw)
+        fd, pidfile = tempfile.mkstemp(prefix=f"{self.folder.name}-", suffix=".pid")
+        os.close(fd)
+        self.pidfile = Path(pidfile)  # PIDFILE: the master's PID, as a reader has it (the binary upgrade needs it)
+        weakref.finalize(self, self.pidfile.unlink, missing_ok=True)
+
+    @classmethod
+    def upgrade_alternative(cls) -> type[Layer] | None:
+        return GunicornHUP
+
     def command(self) -> list[str]:
         return [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", self.app]
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "PIDFILE": str(self.pidfile)}
 
     def start(self, timeout: float = 60.0) -> float:
         """Start, and wait until every worker (not just the first) has loaded the model."""
@@ -292,11 +354,36 @@ class Gunicorn(ServerProcess):
         return len(now) >= len(self.crashed.workers) and bool(fresh) and self.booted(fresh) and self.ready()
 
     def upgrade(self, new_model: Path) -> str:
-        # Validate first: a model that cannot load would make every new worker
-        # fail to boot, and gunicorn halts when workers cannot boot.
+        # Verify first: the binary upgrade survives a model that cannot load (the new master gives up),
+        # a HUP does not (every new worker fails to boot and gunicorn halts): see GunicornHUP.
         model_module().install(new_model, self.model_path)
-        os.kill(self.master(), signal.SIGHUP)
-        return f"python model.py install NEW && kill -HUP {self.master()}"
+        return f"python model.py install NEW && {self.reload()}"
+
+    def reload(self) -> str:
+        """Serve the model now on disk, the binary upgrade way: USR2 starts a new master beside the old one,
+        and gunicorn.conf.py's hook stops the old one once every new worker has loaded the model. Returns the
+        command once the old master is gone; LayerError (the old master serving on) if the new one gave up."""
+        old = self.master()
+        os.kill(old, signal.SIGUSR2)
+        second = Path(f"{self.pidfile}.2")  # the new master's PID file until the old one is gone
+        if not wait_until(lambda: pid_in(second), 30):
+            raise LayerError(f"{self.name}: kill -USR2 {old} started no new master; log:\n{self.log()[-2000:]}")
+        new, old_master = Adopted(pid_in(second)), Adopted(old)
+        wait_until(lambda: old_master.poll() is not None or new.poll() is not None, 120)
+        if old_master.poll() is None:
+            raise LayerError(f"{self.name}: the new master {new.pid} gave up (or took over 120 s), master {old} "
+                             f"serves on; log:\n{self.log()[-2000:]}")  # fmt: skip
+        # Promoted: the new master notices its parent is gone (within a second) and renames its PID file.
+        # Until then it ignores USR2 ("Parent exists"), so a rollback must wait for it too.
+        if not wait_until(lambda: pid_in(self.pidfile) == new.pid and not second.exists(), 10):
+            raise LayerError(f"{self.name}: the new master {new.pid} did not take over {self.pidfile}")
+        self.adopt(new)
+        return f"kill -USR2 {old}"
+
+    def adopt(self, new: Adopted) -> None:
+        """Follow the master a binary upgrade started from now on (the old one, our child, is reaped)."""
+        self.proc.wait(10)
+        self.proc = new
 
     def release(self, model: Path | None = None, settings: dict[str, str] | None = None) -> str:
         """Verify first, then switch: `gunicorn --check-config` tries new settings (the environment is read at
@@ -330,5 +417,20 @@ class Gunicorn(ServerProcess):
         """New settings need a restart (down in between); a new artifact only a graceful reload."""
         if settings_changed:
             return super().switch(settings_changed)
+        return self.reload()
+
+
+class GunicornHUP(Gunicorn):
+    """Stage 03 upgraded the other way, for comparison: SIGHUP, gunicorn's graceful reload, which stops the old
+    workers as soon as it has forked the new ones, so nothing answers while they load the model."""
+
+    name = "03 gunicorn, HUP"
+    upgrade_mechanism = "verify + install the new model, then SIGHUP (graceful reload)"
+
+    @classmethod
+    def upgrade_alternative(cls) -> type[Layer] | None:
+        return None
+
+    def reload(self) -> str:
         os.kill(self.master(), signal.SIGHUP)
         return f"kill -HUP {self.master()}"

@@ -34,7 +34,9 @@ from harness.core import LayerError
 from harness.core import children
 from harness.core import descendants
 from harness.core import wait_until
+from harness.local import Adopted
 from harness.local import Gunicorn
+from harness.local import pid_in
 
 PROXY_SCRIPT = ROOT / "scripts" / "stage3_proxy.sh"
 PROXY_IMAGE_NAME = "iris-proxy"
@@ -51,24 +53,20 @@ class GunicornBehindNginx(Gunicorn):
     behind_proxy = True
     path = "nginx"
 
-    def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP,
-                 **kw):  # fmt: skip
-        super().__init__(model_path, port, env, app, **kw)
-        fd, pidfile = tempfile.mkstemp(prefix="stage03-proxy-", suffix=".pid")
-        os.close(fd)
-        self.pidfile = Path(pidfile)
-
     def command(self) -> list[str]:
         return ["bash", str(PROXY_SCRIPT)]
 
     def env(self) -> dict[str, str]:
-        return {**super().env(), "GUNICORN": str(BIN / "gunicorn"), "PIDFILE": str(self.pidfile)}
+        return {**super().env(), "GUNICORN": str(BIN / "gunicorn")}
 
     def master(self) -> int:
-        """gunicorn's master PID (from its PIDFILE)."""
-        if not wait_until(lambda: self.pidfile.exists() and self.pidfile.read_text().strip(), 10):
+        """gunicorn's master PID (from its PIDFILE: the script started it, and a binary upgrade replaces it)."""
+        if not wait_until(lambda: pid_in(self.pidfile), 10):
             raise LayerError(f"{self.name}: gunicorn wrote no PID to {self.pidfile}")
-        return int(self.pidfile.read_text())
+        return pid_in(self.pidfile)
+
+    def adopt(self, new: Adopted) -> None:
+        """Nothing to follow: the script follows the PID file, ``master`` reads it."""
 
     def serving_pids(self) -> list[int]:
         """gunicorn (master, workers) and nginx (master, workers); not the script that started them."""

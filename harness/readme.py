@@ -85,9 +85,10 @@ def _crash(crash: dict[str, Any]) -> str:
 
 def _upgrade(up: dict[str, Any]) -> str:
     served = "then served version 2" if up["serves_new_version"] else "did NOT end up serving version 2"
+    ordinary = f" (the slowest request before it: {up['ordinary_slowest_s']:.2f} s)" if "ordinary_slowest_s" in up else ""
     return (
         f"{up['failed']} of {up['requests']} requests failed and the longest wait for an answer was "
-        f"{up['longest_stall_s']:.2f} s ({up['mechanism']}), {served}"
+        f"{up['longest_stall_s']:.2f} s{ordinary} ({up['mechanism']}), {served}"
     )
 
 
@@ -279,6 +280,8 @@ def render(name: str, results: dict[str, Any]) -> str:
         if stage.get("crash_worker", {}).get("applicable"):
             lines.append(f"- Kill one worker under load: {_crash(stage['crash_worker'])}.")
         lines.append(f"- Upgrade to version 2 under load: {_upgrade(stage['upgrade'])}.")
+        if "upgrade_alternative" in stage:
+            lines.append(f"- The same upgrade the other way, in the same run: {_upgrade(stage['upgrade_alternative'])}.")
         lines += [_bad_release(b) for b in stage.get("bad_release", {}).values()]
         lines += _throughput(results, stage)
     brings = brought_along_mib(stage)

@@ -128,18 +128,24 @@ def crash(
 
 
 def upgrade(
-    layer: Layer, new_model: Path, clients: int = 4, settle: float = 15.0, timeline: float | None = None
+    layer: Layer,
+    new_model: Path,
+    clients: int = 4,
+    settle: float = 15.0,
+    timeline: float | None = None,
+    ordinary: float = 3.0,
 ) -> dict[str, Any]:
     """Move to ``new_model`` under load with the layer's own mechanism.
 
     Returns failed requests, the longest time without an answer, the slowest
-    request, and which version answers at the end; ``event_s``, ``timeline``
-    and ``command`` as in ``crash``.
+    request, and which version answers at the end; ``ordinary_slowest_s`` is the
+    slowest request of the ``ordinary`` s of the same load before the upgrade,
+    the yardstick for a stall; ``event_s``, ``timeline`` and ``command`` as in ``crash``.
     """
     new_version = json.loads(Path(new_model).with_suffix(".json").read_text())["model_version"]
     # bounded: a rolling update (image build, load, rollout) may take minutes
     with LoadRun(layer.base_url, clients=clients, max_seconds=settle + 300, max_requests=300_000) as run:
-        time.sleep(0.5)
+        time.sleep(ordinary)
         started = time.monotonic()
         command = layer.upgrade(new_model)
         switched = run.wait_for(lambda r: r.last_version() == new_version, timeout=settle)
@@ -150,6 +156,7 @@ def upgrade(
         mechanism=layer.upgrade_mechanism,
         command=command,
         new_version=new_version,
+        ordinary_slowest_s=round(run.report.slowest(until=started), 3),
         serves_new_version=switched and run.report.last_version() == new_version,
         switch_s=round(took, 3) if switched else None,
         event_s=round(started - run.report.started, 3),

@@ -102,10 +102,9 @@ def environment() -> dict[str, Any]:
     }
 
 
-def start_layers(stage: int, workdir: Path, stack: ExitStack) -> tuple[Layer, Layer | None, dict[str, Any]]:
-    """Start ``stage``'s layer (and its variant behind nginx, where it has one) on a fresh version-1 model,
+def start_layers(stage: int, workdir: Path, v1: Path, stack: ExitStack) -> tuple[Layer, Layer | None, dict[str, Any]]:
+    """Start ``stage``'s layer (and its variant behind nginx, where it has one) on a copy of version 1 (``v1``),
     each stopped when ``stack`` closes; measure what needs it at idle: cold start, reach, memory, cost."""
-    v1 = train_model(workdir / f"stage{stage}-v1", version="1")
     served = workdir / f"stage{stage}-served" / "iris.joblib"
     model_module().install(v1, served)
     layer = layer_class(stage)(served)
@@ -146,7 +145,7 @@ def interleaved_throughput(layers: list[Layer], rounds: int, seconds: float) -> 
 
 
 def measure_scenarios(
-    layer: Layer, variant: Layer | None, result: dict[str, Any], observe: float, hold: float, v2: Path
+    layer: Layer, variant: Layer | None, result: dict[str, Any], observe: float, hold: float, v1: Path, v2: Path
 ) -> dict[str, Any]:
     """The scenarios that disturb a layer, in an order that leaves it usable to the end.
 
@@ -158,6 +157,13 @@ def measure_scenarios(
         result["slow_clients"] = [slowclients.entry(v, hold) for v in (layer, variant) if v is not None]
         say(f"[{layer.name}] upgrade to version 2 under load")
         result["upgrade"] = scenarios.upgrade(layer, v2, timeline=TIMELINE_S)
+        alternative = type(layer).upgrade_alternative()
+        if alternative is not None:  # the layer's other way to upgrade, on a copy of version 1, for comparison
+            copy = layer.model_path.parent.with_name(f"{layer.model_path.parent.name}-alternative") / "iris.joblib"
+            model_module().install(v1, copy)
+            say(f"[{alternative.name}] upgrade to version 2 under load, the other way: {alternative.upgrade_mechanism}")
+            with alternative(copy) as other:
+                result["upgrade_alternative"] = scenarios.upgrade(other, v2, timeline=TIMELINE_S)
         result["bad_release"] = releases.every(layer, v2.parent, observe=observe, timeline=TIMELINE_S, say=say)
     else:
         result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
@@ -298,12 +304,12 @@ def run(
             results["not_measured"][str(stage)] = status[stage]
     chosen = [stage for stage in stages if not status.get(stage)]
     with tempfile.TemporaryDirectory(prefix="scorecard-") as tmp, ExitStack() as everything:
-        v2 = train_model(Path(tmp) / "v2", version="2", c=0.05)
+        v1, v2 = train_model(Path(tmp) / "v1", version="1"), train_model(Path(tmp) / "v2", version="2", c=0.05)
         started_layers = []
         for stage in chosen:
             own = ExitStack()  # closed when this stage is done; ``everything`` closes it on an error
             everything.push(own)
-            layer, variant, result = start_layers(stage, Path(tmp), own)
+            layer, variant, result = start_layers(stage, Path(tmp), v1, own)
             started_layers.append((own, layer, variant, result))
         served = [x for _, layer, variant, _ in started_layers for x in (layer, variant) if x is not None]
         rates = interleaved_throughput(served, rounds, seconds) if served and wrk_available() else {}
@@ -311,7 +317,7 @@ def run(
             result["throughput"] = [t for x in (layer, variant) if x is not None for t in rates.get(x.name, [])]
             if layer.serves_http and not wrk_available():
                 result["throughput_skipped"] = "wrk is not installed"
-            results["stages"].append(measure_scenarios(layer, variant, result, observe, hold, v2))
+            results["stages"].append(measure_scenarios(layer, variant, result, observe, hold, v1, v2))
             own.close()
     results["environment"]["scorecard_seconds"] = round(time.monotonic() - started, 1)
     for problem in implausible(results):

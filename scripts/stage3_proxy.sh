@@ -31,11 +31,24 @@ export NGINX_LISTEN="$HOST:$PORT" NGINX_UPSTREAM="unix:$RUNDIR/gunicorn.sock"
 # shellcheck disable=SC2016 # the single quotes are the point: envsubst gets the names, not values
 envsubst '${NGINX_LISTEN} ${NGINX_UPSTREAM}' <"$STAGE3/nginx.conf" >"$RUNDIR/nginx.conf"
 
+# gunicorn's master writes its PID here. A binary upgrade (kill -USR2) replaces the master: the new one
+# is the old one's child, writes PIDFILE.2, and takes PIDFILE over once the old one is gone. So this
+# script follows the file, not the PID it started (a supervisor that followed only its child would
+# take the server down with the old master, or leave the new one running unseen).
+export PIDFILE="${PIDFILE:-$RUNDIR/gunicorn.pid}"
+master() {
+  local pid=""
+  read -r pid <"$PIDFILE" 2>/dev/null || read -r pid <"$PIDFILE.2" 2>/dev/null || pid=$gunicorn_pid
+  echo "$pid"
+}
+gunicorn_up() { kill -0 "$gunicorn_pid" 2>/dev/null || kill -0 "$(master)" 2>/dev/null; }
+
 gunicorn_pid="" nginx_pid=""
 stop() {
   trap - INT TERM EXIT
   [[ -n "$nginx_pid" ]] && kill -QUIT "$nginx_pid" 2>/dev/null
-  [[ -n "$gunicorn_pid" ]] && kill -TERM "$gunicorn_pid" 2>/dev/null
+  [[ -n "$gunicorn_pid" ]] && kill -TERM "$(master)" "$gunicorn_pid" 2>/dev/null
+  for _ in $(seq 300); do gunicorn_up || break; sleep 0.1; done  # an adopted master is not ours to `wait` for
   wait 2>/dev/null
   rm -rf "$RUNDIR"
 }
@@ -50,4 +63,4 @@ nginx -p "$RUNDIR" -c nginx.conf -e stderr &
 nginx_pid=$!
 echo "nginx on http://$NGINX_LISTEN -> gunicorn on $NGINX_UPSTREAM (Ctrl-C stops both)"
 # Either one exiting ends the other: never leave half a server running.
-wait -n "$gunicorn_pid" "$nginx_pid" || true
+while kill -0 "$nginx_pid" 2>/dev/null && gunicorn_up; do sleep 1; done

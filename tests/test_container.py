@@ -201,7 +201,7 @@ def test_upgrade_replaces_the_container(stage4_image, model_v1, model_v2):
     """A bind-mounted model picks the version; the upgrade is stop old, start new: count the cost."""
     with Container(model_v1, image=stage4_image) as layer:
         assert layer.predict([EXAMPLE_ROW])["model_version"] == "1"
-        report = scenarios.upgrade(layer, model_v2, clients=2, settle=30)
+        report = scenarios.upgrade(layer, model_v2, clients=2, settle=30, ordinary=0.5)
     print(f"\nupgrade by replacement: {report}")
     assert report["serves_new_version"], report
     assert report["failed"] > 0, f"stop old, start new is not zero-downtime: {report}"

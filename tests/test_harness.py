@@ -96,7 +96,7 @@ def test_an_upgrade_that_never_lands_reports_it(model_v1, fresh_model, model_v2)
             pass
 
     with NoOpUpgrade(fresh_model) as layer:
-        result = scenarios.upgrade(layer, model_v2, clients=1, settle=1.0)
+        result = scenarios.upgrade(layer, model_v2, clients=1, settle=1.0, ordinary=0.2)
     assert result["serves_new_version"] is False and result["failed"] == 0, result
 
 

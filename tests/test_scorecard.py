@@ -50,8 +50,14 @@ def test_scorecard_smoke_run_writes_every_figure(tmp_path):
     # a worker's replacement is timed in test_wsgi.py; here: the others served, at most the victim's request failed
     worker = gunicorn["crash_worker"]
     assert worker["target"] == "worker" and worker["failed"] <= 1 < worker["ok"], worker
-    assert gunicorn["upgrade"]["command"].endswith(f"kill -HUP {gunicorn['upgrade']['command'].split()[-1]}")
-    assert dev["upgrade"]["serves_new_version"] is True
+    # stage 03 upgrades the binary way, and measures its other way (HUP) beside it, in the same run
+    upgrade, hup = gunicorn["upgrade"], gunicorn["upgrade_alternative"]
+    assert upgrade["command"].endswith(f"kill -USR2 {upgrade['command'].split()[-1]}"), upgrade
+    assert hup["command"].endswith(f"kill -HUP {hup['command'].split()[-1]}"), hup
+    for up in (upgrade, hup, dev["upgrade"]):
+        assert up["serves_new_version"] is True and up["ordinary_slowest_s"] > 0, up
+    assert upgrade["failed"] == hup["failed"] == 0, (upgrade, hup)
+    assert "upgrade_alternative" not in dev
     # bad releases: stage 03 verifies first (model.py install, gunicorn --check-config) and serves on;
     # stage 02 stops first, so the same refusal is an outage, and a bad setting one it cannot refuse
     for kind in releases.KINDS:

@@ -13,6 +13,7 @@ from exercises.common import serving
 from exercises.common import train
 from harness.core import wait_until
 from harness.local import Gunicorn
+from harness.local import GunicornHUP
 
 HELPS = 1.15  # 03.3: doubling the workers helps while it multiplies requests/s by at least this
 
@@ -46,7 +47,7 @@ def check_03_2(folder: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="ex-03.2-") as tmp:
         served = train(folder, Path(tmp) / "served" / "iris.joblib")
         v2 = train(folder, Path(tmp) / "v2" / "iris.joblib", version="2", c=0.05)
-        with gunicorn(folder, served, workers=2) as server:
+        with serving(GunicornHUP(served, env={"WEB_CONCURRENCY": "2"}, folder=folder)) as server:
             before = post(f"{server.base_url}/predict", rows(1)).json().get("model_version")
             old = set(server.workers())
             server.upgrade(v2)  # install version 2 over the served file, then HUP
