@@ -77,7 +77,11 @@ def infer(name: str):
     labels, probabilities = loaded.predict_arrays(features)
     outputs = {
         "label": {"datatype": "BYTES", "shape": [len(labels)], "data": labels},
-        "probabilities": {"datatype": "FP64", "shape": list(probabilities.shape), "data": probabilities.ravel().tolist()},
+        "probabilities": {
+            "datatype": "FP64",
+            "shape": list(probabilities.shape),
+            "data": probabilities.ravel().tolist(),
+        },
     }
     response = {
         "model_name": iris.MODEL_NAME,

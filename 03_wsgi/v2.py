@@ -72,15 +72,15 @@ def infer(name: str):
     _known_model(name)
     _refuse_binary_tensors()
     body = json_body()
-    features = validated(_tensor_rows(body))
+    features = validated(_tensor_rows(body), iris.validate_values)
     loaded = loaded_model()
-    predictions = loaded.predict(features)
+    labels, probabilities = loaded.predict_arrays(features)
     outputs = {
-        "label": {"datatype": "BYTES", "shape": [len(predictions)], "data": [p["label"] for p in predictions]},
+        "label": {"datatype": "BYTES", "shape": [len(labels)], "data": labels},
         "probabilities": {
             "datatype": "FP64",
-            "shape": [len(predictions), len(loaded.classes)],
-            "data": [p["probabilities"][c] for p in predictions for c in loaded.classes],
+            "shape": list(probabilities.shape),
+            "data": probabilities.ravel().tolist(),
         },
     }
     response = {
@@ -109,8 +109,9 @@ def _refuse_binary_tensors() -> None:
         )
 
 
-def _tensor_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Check the V2 input tensor and turn it into named rows for validate_rows."""
+def _tensor_rows(body: dict[str, Any]) -> list[list[Any]]:
+    """Check the V2 input tensor and cut its flat data into rows of the four features, in order (a tensor has
+    no names: MLServer's codecs decode it the same way, straight into rows of numbers)."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise BadRequest("'inputs' must be a list with exactly one tensor")
@@ -130,7 +131,7 @@ def _tensor_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
         data = [value for row in data for value in row]
     if len(data) != shape[0] * width:
         raise BadRequest(f"input shape {shape} needs {shape[0] * width} values, got {len(data)}")
-    return [dict(zip(iris.FEATURES, data[i : i + width])) for i in range(0, len(data), width)]
+    return [data[i : i + width] for i in range(0, len(data), width)]
 
 
 def _requested_outputs(body: dict[str, Any], outputs: dict[str, Any]) -> list[str]:

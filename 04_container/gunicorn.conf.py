@@ -13,8 +13,14 @@ Reference: https://docs.gunicorn.org/en/stable/settings.html
 """
 
 import os
+import shutil
+import signal
 import socket
+import sys
 import tempfile
+from pathlib import Path
+
+from gunicorn.arbiter import Arbiter
 
 
 def _env_int(name: str, default: int, most: int | None = None) -> int:
@@ -109,12 +115,8 @@ max_requests_jitter = max_requests // 2
 # GUNICORN_PRELOAD=1 loads the app (and the model) once in the master before
 # forking: workers share those pages copy-on-write (less memory per worker,
 # faster boot) BUT a HUP then restarts workers from the master's old copy, so
-# a new model on disk is NOT picked up; restart the master instead, or start a
-# new master with USR2 and then TERM the old one.
-# Off by default here, so `kill -HUP` upgrades the model with zero failed
-# requests. (HUP stops the old workers once the new ones are forked, not once
-# they have loaded the model: requests wait meanwhile; tests/test_wsgi.py
-# prints the slowest.)
+# a new model on disk is NOT picked up. The binary upgrade (USR2, below) starts
+# a new master, which loads the new model either way.
 preload_app = _env_choice("GUNICORN_PRELOAD", "0", ("0", "1")) == "1"
 
 # The heartbeat file every worker touches. /dev/shm is memory-backed: on a disk
@@ -140,3 +142,35 @@ pidfile = os.environ.get("PIDFILE") or None
 # the temp dir, one per port and master PID, so servers never clash and a new
 # master started by USR2 does not lose its socket when the old one exits.
 control_socket = os.path.join(tempfile.gettempdir(), f"gunicorn-{port}-{os.getpid()}.ctl")
+
+
+# --- Upgrading without a pause: the binary upgrade ------------------------------
+# `kill -HUP <master>` stops the old workers as soon as it has forked new ones,
+# which then take a second or two to load scikit-learn and the model: nothing
+# answers meanwhile. `kill -USR2 <master>` does it the other way round: it starts
+# a second master (the old one's child, PID file PIDFILE.2) on the same
+# listening socket, whose workers load the model on disk now while the old
+# workers keep serving. This hook finishes the upgrade: once every new worker
+# has loaded a model that passes its canaries, the new master's workers stop
+# the old master gracefully (SIGTERM: its workers finish their requests), and
+# the new master takes over PIDFILE. The way back is automatic too: a new
+# worker that cannot load the model, or whose model fails a canary, exits
+# before serving, and gunicorn stops the new master ("App failed to load.");
+# the old master never got its SIGTERM and serves on. (Under a supervisor that started the old
+# master, the new one outlives it as an orphan: see the README.)
+def post_worker_init(worker) -> None:
+    """In each worker, after the app has loaded: finish a binary upgrade (see above); otherwise nothing."""
+    old_master = os.environ.get("GUNICORN_PID")  # set in a master started by USR2 until it takes over
+    if not old_master:
+        return
+    problem = getattr(worker.wsgi, "extensions", {}).get("canary_problem")
+    if problem:  # never serve it: exiting with APP_LOAD_ERROR makes gunicorn stop this new master
+        worker.log.error("binary upgrade abandoned: the new model %s; master %s serves on", problem, old_master)
+        sys.exit(Arbiter.APP_LOAD_ERROR)
+    booted = Path(tempfile.gettempdir()) / f"gunicorn-{port}-{worker.ppid}-booted"
+    booted.mkdir(exist_ok=True)
+    (booted / str(os.getpid())).touch()
+    if len(list(booted.iterdir())) >= worker.cfg.workers:
+        worker.log.info("binary upgrade: every new worker is ready, stopping the old master %s", old_master)
+        os.kill(int(old_master), signal.SIGTERM)
+        shutil.rmtree(booted, ignore_errors=True)  # two workers may finish at once: both signal, both clean

@@ -78,13 +78,17 @@ class LoadedModel:
 
     def predict(self, features: np.ndarray) -> list[dict[str, Any]]:
         """Label and per-class probability for each row of a validated (N, 4) array."""
-        probabilities = self.pipeline.predict_proba(features)
-        # One argmax and one tolist for the whole batch: per-row numpy calls cost more than the model.
-        best = probabilities.argmax(axis=1).tolist()
+        labels, probabilities = self.predict_arrays(features)
         return [
-            {"label": self.classes[i], "probabilities": dict(zip(self.classes, row))}
-            for i, row in zip(best, probabilities.tolist())
+            {"label": label, "probabilities": dict(zip(self.classes, row))}
+            for label, row in zip(labels, probabilities.tolist())
         ]
+
+    def predict_arrays(self, features: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The same as columns: one label per row, and the (N, classes) probability array."""
+        probabilities = self.pipeline.predict_proba(features)
+        # One argmax for the whole batch: per-row numpy calls cost more than the model.
+        return [self.classes[i] for i in probabilities.argmax(axis=1).tolist()], probabilities
 
 
 def model_path() -> Path:
@@ -227,7 +231,11 @@ def validate_rows(rows: Any) -> np.ndarray:
             if missing:
                 raise InputError(f"row {i}: missing feature(s) {', '.join(missing)}")
             raise InputError(f"row {i}: unknown feature(s) {', '.join(sorted(set(row) - features))}")
-    values = [[row[f] for f in FEATURES] for row in rows]
+    return validate_values([[row[f] for f in FEATURES] for row in rows])
+
+
+def validate_values(values: list[list[Any]]) -> np.ndarray:
+    """The types and values checks of validate_rows for rows already in FEATURES order (a V2 tensor)."""
     # type(), not isinstance(): True is an int to Python, but not a length in cm.
     if not {type(v) for row in values for v in row} <= {int, float}:
         i, j = next((i, j) for i, row in enumerate(values) for j, v in enumerate(row) if type(v) not in (int, float))

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import podwindow
 from harness.container import build_image
 from harness.container import docker
 from harness.container import image_exists
@@ -238,9 +239,8 @@ class Cluster(Layer):
         """In the oldest pod: SIGKILL of gunicorn's master (the container's PID 1, "server") or of one
         worker ("worker"), or the whole pod deleted with no grace period ("pod")."""
         self._check_target(target)
-        pod = self.serving_pods()[0]
-        name = pod["metadata"]["name"]
-        pid1 = container_pids(pod)[0]
+        pod, pids = self.crash_victim()
+        name, pid1 = pod["metadata"]["name"], pids[0]
         workers = children(pid1)
         self.crashed = Crashed(target, workers, pod=name, restarts=restarts(pod))
         if target == "pod":
@@ -249,6 +249,20 @@ class Cluster(Layer):
         victim = pid1 if target == "server" else workers[0]
         os.kill(victim, signal.SIGKILL)
         return f"kill -9 {victim}    # host PID of gunicorn's {'master' if target == 'server' else 'worker'} in {name}"
+
+    def crash_victim(self, timeout: float = 30.0) -> tuple[dict[str, Any], list[int]]:
+        """The serving pod restarted least (the oldest of those) and its server container's host PIDs, once the
+        API reports the container that runs now (a container just restarted can be reported before its new ID
+        is). Least restarted: the kubelet delays each further restart of a container (CrashLoopBackOff)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pod = min(self.serving_pods(), key=restarts)  # serving_pods is oldest first; min keeps the first
+            pids = container_pids(pod)
+            if pids:
+                return pod, pids
+            if time.monotonic() > deadline:
+                raise LayerError(f"{self.name}: pod {pod['metadata']['name']} has no running server container")
+            time.sleep(0.2)
 
     def recovered(self) -> bool:
         """The pod replaced, its container restarted or its worker replaced, and the Service at full strength."""
@@ -262,6 +276,11 @@ class Cluster(Layer):
             pids = container_pids(pod) if pod else []
             replaced = bool(pids) and bool(crashed.fresh(children(pids[0])))
         return replaced and self.at_full_strength()
+
+    def crash_steps(self) -> dict[str, Any]:
+        """A pod's death five times: when the pod turned unready, when kube-proxy's rules forgot it, and the
+        requests that failed meanwhile (harness.podwindow)."""
+        return podwindow.repeat(self)
 
     def delete_pod(self, wait: bool = True) -> str:
         """Delete one pod gracefully (preStop, SIGTERM, grace period); return its name."""

@@ -304,6 +304,11 @@ class Layer:
         """Move to the artifact at ``new_model`` with this layer's own mechanism; return its commands."""
         raise NotImplementedError
 
+    def crash_steps(self) -> dict[str, Any] | None:
+        """The server crash repeated and taken apart into the layer's own steps, where it has several between
+        the crash and the clients (None: the crash scenario says it all)."""
+        return None
+
     def release(self, model: Path | None = None, settings: dict[str, str] | None = None) -> str:
         """Put ``model`` and/or ``settings`` (environment variables) in service with this layer's own
         mechanism, as a reader would, without waiting for an answer; return the commands.

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -26,7 +24,6 @@ from harness.container import build_image
 from harness.container import content_tag
 from harness.container import docker
 from harness.container import print_built
-from harness.core import APP
 from harness.core import BIN
 from harness.core import LOOPBACK
 from harness.core import ROOT

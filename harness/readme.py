@@ -83,9 +83,27 @@ def _crash(crash: dict[str, Any]) -> str:
     return f"{figures}; never came back (watched for {crash['observed_s']:.0f} s)"
 
 
+def _crash_steps(steps: dict[str, Any]) -> str:
+    """One README line: the server crash repeated, each step's range over the repetitions (harness.podwindow)."""
+
+    def span(key: str, unit: str = " s") -> str:
+        s = steps["summary"].get(key)
+        return f"{s['min']:g} to {s['max']:g}{unit} (median {s['median']:g})" if s else "not measured here"
+
+    return (
+        f"- The same kill {len(steps['runs'])} times, at different points of the probe period: "
+        f"{span('failed', '')} failed requests, against the dead pod's share of the load of "
+        f"{span('pod_share_per_s', ' requests/s')}; the pod was not Ready after {span('pod_unready_s')}, "
+        f"kube-proxy's rules no longer sent to it after {span('rules_updated_s')}, the last failure came after "
+        f"{span('last_failure_s')}."
+    )
+
+
 def _upgrade(up: dict[str, Any]) -> str:
     served = "then served version 2" if up["serves_new_version"] else "did NOT end up serving version 2"
-    ordinary = f" (the slowest request before it: {up['ordinary_slowest_s']:.2f} s)" if "ordinary_slowest_s" in up else ""
+    ordinary = (
+        f" (the slowest request before it: {up['ordinary_slowest_s']:.2f} s)" if "ordinary_slowest_s" in up else ""
+    )
     return (
         f"{up['failed']} of {up['requests']} requests failed and the longest wait for an answer was "
         f"{up['longest_stall_s']:.2f} s{ordinary} ({up['mechanism']}), {served}"
@@ -279,9 +297,13 @@ def render(name: str, results: dict[str, Any]) -> str:
         lines.append(f"- Kill the server process under load (SIGKILL): {_crash(stage['crash'])}.")
         if stage.get("crash_worker", {}).get("applicable"):
             lines.append(f"- Kill one worker under load: {_crash(stage['crash_worker'])}.")
+        if "crash_steps" in stage:
+            lines.append(_crash_steps(stage["crash_steps"]))
         lines.append(f"- Upgrade to version 2 under load: {_upgrade(stage['upgrade'])}.")
         if "upgrade_alternative" in stage:
-            lines.append(f"- The same upgrade the other way, in the same run: {_upgrade(stage['upgrade_alternative'])}.")
+            lines.append(
+                f"- The same upgrade the other way, in the same run: {_upgrade(stage['upgrade_alternative'])}."
+            )
         lines += [_bad_release(b) for b in stage.get("bad_release", {}).values()]
         lines += _throughput(results, stage)
     brings = brought_along_mib(stage)

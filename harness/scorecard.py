@@ -173,6 +173,9 @@ def measure_scenarios(
         if target in layer.crash_targets:
             say(f"[{layer.name}] crash under load: SIGKILL of the {target}")
             result[key] = scenarios.crash(layer, target, observe=observe, timeline=TIMELINE_S)
+            if target == "server" and (steps := layer.crash_steps()) is not None:
+                say(f"[{layer.name}] the server crash again, step by step: {len(steps['runs'])} times")
+                result["crash_steps"] = steps
         else:
             why = "no server to crash: the caller's own process" if target == "server" else "no worker processes"
             result[key] = {"applicable": False, "why": why}

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from harness import podwindow
 from harness import releases
 from harness import scenarios
 from harness.cluster import Cluster
@@ -191,6 +192,18 @@ def test_a_crash_in_one_pod_is_repaired_while_the_other_serves(cluster, target):
     print(f"\n{target} crash under load ({REPAIRED_BY[target]}): {report}")
     assert report["recovered"], f"not back at full strength within {report['observed_s']} s: {REPAIRED_BY[target]}?"
     assert report["longest_stall_s"] < report["observed_s"], report
+
+
+def test_a_dead_gunicorn_costs_less_than_a_second_of_its_pods_share_every_time(cluster):
+    """The pod's nginx answers 502 and closes each connection to a dead gunicorn, so the clients' next requests
+    take new connections, which kube-proxy sends to the live pod once the dead one is not Ready: each repetition
+    fails fewer requests than that pod served in one second before the kill (harness.podwindow)."""
+    steps = podwindow.repeat(cluster, times=2)
+    print(f"\npod death, step by step: {steps['summary']}")
+    for run in steps["runs"]:
+        assert run["pods_serving"] >= 2 and run["failed"] <= run["pod_share_per_s"], run
+        assert set(run["failure_kinds"]) <= {"502"}, run  # the sidecar answers; no connection is refused
+        assert run["pod_unready_s"] is not None and run["pod_unready_s"] < 10, run
 
 
 def test_the_crash_targets_are_the_layers_own():

@@ -24,11 +24,11 @@ from harness.core import free_port
 from harness.core import wait_until
 from harness.golden import mismatches
 from harness.layers import Gunicorn
-from harness.local import GunicornHUP
-from harness.local import pid_in
 from harness.layers import LayerError
 from harness.load import LoadRun
 from harness.load import send_in_background
+from harness.local import GunicornHUP
+from harness.local import pid_in
 from harness.releases import wrong_model
 
 pytestmark = pytest.mark.slow
@@ -235,7 +235,7 @@ def test_binary_upgrade_under_load_never_stops_answering(fresh_model, model_v2, 
     the old master once they are ready. No request fails, no wait is longer than an ordinary one, and with
     preload_app too the new master loads version 2 (a HUP would keep version 1: the test above)."""
     with Gunicorn(fresh_model, env={"GUNICORN_PRELOAD": preload}) as layer:
-        old_master, old_workers = layer.master(), layer.workers()
+        old_master, old_workers = layer.master(), layer.wait_workers(len(os.sched_getaffinity(0)))
         with LoadRun(layer.base_url, clients=CLIENTS, max_seconds=90, timeout=30) as run:
             run.warm_up(timeout=10)
             time.sleep(3)  # ordinary load: the yardstick for the wait during the upgrade
