@@ -3,6 +3,11 @@
 Every layer serves the same model and answers the same client. The stage
 folders are used exactly as a reader would use them: the same commands, the
 same files, on 127.0.0.1 only.
+
+(Past 400 lines on purpose: stage 03 has two ways to upgrade, the binary upgrade
+and HUP, and the binary upgrade hands the server to a process we did not start,
+``Adopted``. Each belongs to the layer it acts on; split off, one layer would be
+spread over several modules.)
 """
 
 from __future__ import annotations
