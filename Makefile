@@ -247,7 +247,7 @@ diff: ## what one layer adds, code and configuration: make diff A=2 B=3 (ALL=1: 
 	@$(PYTHON_SYSTEM) -m harness.diff $(A) $(B) $(if $(ALL),--all)
 
 # The app is four files, one concern each; every served stage holds the same four.
-APP_FILES := app.py inputs.py v2.py openapi.json
+APP_FILES := app.py inputs.py logs.py metrics.py v2.py openapi.json
 
 .PHONY: sync
 sync: ## copy the deliberate copies (model.py, app.py, ...) from the stage that owns them

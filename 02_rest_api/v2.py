@@ -23,6 +23,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import NotFound
 from werkzeug.exceptions import UnsupportedMediaType
 
+import metrics
 import model as iris
 from inputs import check_rows
 from inputs import json_body
@@ -75,6 +76,7 @@ def infer(name: str):
     features = validated(_tensor_rows(body), iris.validate_values)
     loaded = loaded_model()
     labels, probabilities = loaded.predict_arrays(features)
+    metrics.count_predictions(labels)
     outputs = {
         "label": {"datatype": "BYTES", "shape": [len(labels)], "data": labels},
         "probabilities": {

@@ -9,7 +9,11 @@ Endpoints (all JSON; errors are always {"error": "..."}):
   GET  /v2/health/live       liveness: the process answers
   GET  /v2/health/ready      readiness: the model is loaded, verified and names the canary flowers
   GET  /openapi.json         the OpenAPI description of every endpoint (openapi.json)
+  GET  /metrics              counters and histograms in Prometheus' text format (metrics.py)
   /v2/...                    the Open Inference Protocol V2 for V2 clients (v2.py)
+
+Every response carries an X-Request-ID header (the caller's, or a new one), and every request
+writes one JSON access line with it (logs.py).
 
 Settings come from the environment (or the ``config`` dict in tests):
   MODEL_PATH     artifact to serve (default: artifacts/iris.joblib beside model.py)
@@ -21,16 +25,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask import Response
+from flask import g
 from flask import jsonify
 from flask import request
 from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import HTTPException
 
+import logs
+import metrics
 import model as iris
 from inputs import check_rows
 from inputs import json_body
@@ -41,14 +49,6 @@ from v2 import v2
 MAX_BODY_BYTES = 1024 * 1024
 OPENAPI = Path(__file__).with_name("openapi.json")
 log = logging.getLogger("iris")
-
-
-def configure_logging() -> None:
-    """Log to stdout once per process (servers and containers collect stdout)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
 
 
 def positive_int(name: str, default: int) -> int:
@@ -64,7 +64,7 @@ def positive_int(name: str, default: int) -> int:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app and load the model, verified, once per process."""
-    configure_logging()
+    logs.configure_logging()
     app = Flask(__name__)
     app.config.from_mapping(
         MODEL_PATH=os.environ.get("MODEL_PATH") or str(iris.model_path()),
@@ -81,6 +81,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         raise SystemExit(4) from None
     app.extensions["iris_model"] = loaded
     log.info("loaded model %s version %s (pid %d)", iris.MODEL_NAME, loaded.version, os.getpid())
+    metrics.model_loaded(loaded.version)
     # A model that loads but names a textbook flower wrongly: the server runs, and says it is not
     # ready. A layer that routes by readiness (stage 05) sends it no requests; the others cannot tell.
     app.extensions["canary_problem"] = iris.canary_problem(loaded)
@@ -88,6 +89,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         log.error("model version %s %s: not ready", loaded.version, app.extensions["canary_problem"])
     app.extensions["openapi"] = openapi_document(app.config["MAX_ROWS"])
     _register_errors(app)
+    _register_observers(app)
     _register_routes(app)
     app.register_blueprint(v2)
     return app
@@ -120,6 +122,29 @@ def _register_errors(app: Flask) -> None:
         return jsonify(error="internal server error"), 500
 
 
+def _register_observers(app: Flask) -> None:
+    """A request id for every request, then one access line and the metrics when it is answered."""
+
+    @app.before_request
+    def arrived() -> None:
+        g.arrived = time.perf_counter()
+        logs.current_request_id.set(logs.request_id(request.headers.get("X-Request-ID", "")))
+
+    @app.after_request
+    def answered(response: Response) -> Response:
+        seconds = time.perf_counter() - g.arrived
+        response.headers["X-Request-ID"] = logs.current_request_id.get()
+        version = app.extensions["iris_model"].version
+        logs.log_access(request.method, request.path, response.status_code, seconds, version)
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"  # a path no route has
+        metrics.observe(endpoint, request.method, response.status_code, seconds)
+        return response
+
+    @app.teardown_request
+    def done(_error: BaseException | None) -> None:
+        logs.current_request_id.set(None)
+
+
 def _register_routes(app: Flask) -> None:
     @app.post("/predict")
     def predict():
@@ -132,7 +157,9 @@ def _register_routes(app: Flask) -> None:
             check_rows(len(rows))
         features = validated(rows)
         loaded = loaded_model()
-        return jsonify(model_name=iris.MODEL_NAME, model_version=loaded.version, predictions=loaded.predict(features))
+        predictions = loaded.predict(features)
+        metrics.count_predictions([row["label"] for row in predictions])
+        return jsonify(model_name=iris.MODEL_NAME, model_version=loaded.version, predictions=predictions)
 
     @app.get("/v2/health/live")
     def live():
@@ -150,3 +177,8 @@ def _register_routes(app: Flask) -> None:
     def openapi():
         """The OpenAPI 3.1 document of this API."""
         return jsonify(app.extensions["openapi"])
+
+    @app.get("/metrics")
+    def prometheus_metrics():
+        """Every metric in Prometheus' text format, summed over the server's worker processes."""
+        return Response(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

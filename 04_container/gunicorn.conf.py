@@ -4,7 +4,7 @@
 
 Start it with:  gunicorn -c gunicorn.conf.py "app:create_app()"
 A setting with an environment variable named beside it (HOST, PORT,
-WEB_CONCURRENCY, GUNICORN_*, PIDFILE) can be overridden by that variable, so the
+WEB_CONCURRENCY, GUNICORN_*, PIDFILE, PROMETHEUS_MULTIPROC_DIR) can be overridden by that variable, so the
 same file serves a laptop, a container and a Kubernetes pod; a number that is
 not one stops gunicorn with one line naming it. The others (worker_class,
 max_requests_jitter, worker_tmp_dir, the log destinations, control_socket) are
@@ -21,6 +21,9 @@ import tempfile
 from pathlib import Path
 
 from gunicorn.arbiter import Arbiter
+from gunicorn.glogging import Logger
+
+from logs import JsonFormatter
 
 
 def _env_int(name: str, default: int, most: int | None = None) -> int:
@@ -125,9 +128,25 @@ preload_app = _env_choice("GUNICORN_PRELOAD", "0", ("0", "1")) == "1"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 # --- Logs ----------------------------------------------------------------------
-# "-" means stdout/stderr: let the terminal, Docker or Kubernetes collect logs.
-accesslog = "-"
+# One JSON object per line (logs.py), so a program can search them. The app writes
+# the access line itself, with the fields gunicorn cannot know (the request id, the
+# model version): gunicorn's own access log stays off (None), and its other lines
+# ("Booting worker", "Handling signal") go through the same JSON formatter.
+# "-" means stderr: let the terminal, Docker or Kubernetes collect logs.
+accesslog = None
 errorlog = "-"
+
+
+class JsonLogger(Logger):
+    """gunicorn's logger with every handler writing JSON lines (logs.JsonFormatter)."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+logger_class = JsonLogger
 # GUNICORN_LOGLEVEL: gunicorn's own levels (it would take an unknown one as "info" without a word).
 loglevel = _env_choice("GUNICORN_LOGLEVEL", "info", ("debug", "info", "warning", "error", "critical"))
 
@@ -174,3 +193,36 @@ def post_worker_init(worker) -> None:
         worker.log.info("binary upgrade: every new worker is ready, stopping the old master %s", old_master)
         os.kill(int(old_master), signal.SIGTERM)
         shutil.rmtree(booted, ignore_errors=True)  # two workers may finish at once: both signal, both clean
+
+
+# --- Metrics across workers ----------------------------------------------------
+# Each worker counts its own requests; /metrics must report the server's. In
+# prometheus-client's multiprocess mode every worker writes its counts to files
+# in PROMETHEUS_MULTIPROC_DIR and /metrics adds them up (metrics.py). The library
+# chooses the mode when it is first imported, so the directory is set here, in the
+# master, before any worker imports the app. A fresh server gets a fresh directory
+# (stale counts would add up too); a HUP reload and a binary upgrade's new master
+# inherit it and keep counting. Set the variable yourself to choose the directory,
+# and empty it before each start. (https://prometheus.github.io/client_python/multiprocess/)
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"gunicorn-{port}-metrics-")
+    os.environ["IRIS_METRICS_DIR_MADE"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def child_exit(server, worker) -> None:
+    """In the master, when a worker has exited: its live gauges leave the sum; its counts stay in it."""
+    from prometheus_client import multiprocess  # imported here, after the directory is set (see above)
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """In the master, as it exits: remove the metrics directory it made, unless another master counts there
+    (the new master of a binary upgrade, or, in a new master that gave up, the old one serving on)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid())  # with preload_app the master loaded the model too
+    made = os.environ.get("IRIS_METRICS_DIR_MADE")
+    if made and made == os.environ["PROMETHEUS_MULTIPROC_DIR"] and not server.reexec_pid:
+        if not os.environ.get("GUNICORN_PID"):
+            shutil.rmtree(made, ignore_errors=True)

@@ -54,7 +54,7 @@ EXERCISES = {
         Exercise("01.3", 25, "stretch", "", False, check_01_3, "CSV rows on stdin, same predictions as JSON"),
         Exercise("02.1", 10, "warm-up", "", False, check_02_1, "a lower default row limit, with the right status code"),
         Exercise("02.2", 20, "core", "", False, check_02_2, "a V2 endpoint: /v2/models/iris/versions/<v>"),
-        Exercise("02.3", 25, "stretch", "", False, check_02_3, "X-Request-ID on every answer, errors included"),
+        Exercise("02.3", 25, "stretch", "", False, check_02_3, "how many rows? one more field on the access line"),
         Exercise("03.1", 10, "warm-up", "", True, check_03_1, "kill -9 a worker: who brings it back?"),
         Exercise("03.2", 20, "core", "", False, check_03_2, "preload_app: HUP now keeps the old model"),
         Exercise("03.3", 25, "stretch", "", True, check_03_3, "tune workers: where does adding one stop helping?"),

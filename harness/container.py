@@ -49,7 +49,7 @@ PROXY_BASE_IMAGE = "python:3.11-slim-bookworm"  # proxy.Dockerfile pins Debian 1
 # when the image would.
 IMAGE_INPUTS = (
     "Dockerfile", ".dockerignore", "requirements.txt", "model.py",
-    "app.py", "inputs.py", "v2.py", "openapi.json", "gunicorn.conf.py",
+    "app.py", "inputs.py", "logs.py", "metrics.py", "v2.py", "openapi.json", "gunicorn.conf.py",
 )  # fmt: skip
 CONTAINER_PORT = 8000
 MODEL_DIR = "/models"  # where a bind-mounted artifact appears inside the container

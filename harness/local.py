@@ -439,3 +439,19 @@ class GunicornHUP(Gunicorn):
     def reload(self) -> str:
         os.kill(self.master(), signal.SIGHUP)
         return f"kill -HUP {self.master()}"
+
+
+class GunicornWithoutConfig(Gunicorn):
+    """Stage 03 with gunicorn's settings on the command line alone, as a first try often has them: without
+    gunicorn.conf.py (which gunicorn reads from the folder unless given another: harness.gunicorn_defaults) there is
+    no PROMETHEUS_MULTIPROC_DIR, so each worker counts in its own registry and /metrics reports whichever
+    worker answered the scrape (the trap metrics.py describes). gunicorn's own lines are then in its default
+    format, not JSON."""
+
+    name = "03 gunicorn, no config file"
+
+    def command(self) -> list[str]:
+        workers = self.extra_env.get("WEB_CONCURRENCY", "2")
+        bind = f"{LOOPBACK}:{self.port}"
+        settings = ["--config", "python:harness.gunicorn_defaults", "--workers", workers, "--bind", bind, "--pid", str(self.pidfile)]
+        return [str(BIN / "gunicorn"), *settings, self.app]

@@ -132,7 +132,7 @@ class ProxiedContainer(Container):
     def log(self) -> str:
         server = super().log() if self.container else ""
         proxy = docker("logs", self.proxy, check=False) if self.proxy else None
-        return server + ("\n--- proxy ---\n" + proxy.stdout + proxy.stderr if proxy else "")
+        return server + (proxy.stdout + proxy.stderr if proxy else "")  # both JSON lines (logs.py, nginx.conf)
 
     def upgrade(self, new_model: Path) -> str:
         """Replace both containers, the server with ``new_model`` (downtime in between, as for ``Container``)."""

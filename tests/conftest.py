@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import app as stage_app  # 02_rest_api/app.py (pytest's pythonpath), identical in every later stage
+from harness import logreader
 from harness.cluster import Cluster
 from harness.container import Container
 from harness.container import build_image
@@ -21,6 +22,8 @@ from harness.layers import LAYERS
 from harness.layers import Layer
 from harness.layers import model_module
 from harness.layers import train_model
+from harness.local import ServerProcess
+from harness.proxy import ProxiedContainer
 
 # In CI a missing Docker engine is a failure, never a silent skip.
 REQUIRE_DOCKER = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_DOCKER") == "1"
@@ -73,6 +76,33 @@ def started(request, model_v1):
 def served(request, model_v1):
     """Each layer that serves over HTTP in turn, started with version 1."""
     yield from start_layer(request, request.param, model_v1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_log_line_is_json():
+    """Every line any served layer logs during the suite, read just before the layer stops (a container's log
+    goes with it), is a JSON record, or one of the few named in harness.logreader.NOT_JSON; every access line
+    carries its request id. The suite fails at its end otherwise, naming the lines."""
+    unreadable: dict[str, str] = {}
+
+    def checking(stop):
+        def stop_after_reading_the_log(self, *args, **kwargs):
+            try:
+                text = self.log()
+            except Exception:  # noqa: BLE001 (a layer that never started has no log to read)
+                text = ""
+            unreadable.update(dict.fromkeys(logreader.problems(text), self.name))
+            return stop(self, *args, **kwargs)
+
+        return stop_after_reading_the_log
+
+    with pytest.MonkeyPatch.context() as patch:
+        for layer in (ServerProcess, Container, ProxiedContainer):
+            patch.setattr(layer, "stop", checking(layer.stop))
+        yield
+    if unreadable:
+        lines = "\n".join(f"  {name}: {line}" for line, name in list(unreadable.items())[:20])
+        pytest.fail(f"{len(unreadable)} log lines an operator's program cannot read:\n{lines}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from harness.layers import STAGES
 # file -> the stage that owns it; every later stage folder holds a byte-identical copy
 OWNED = {
     "model.py": 1,
-    **dict.fromkeys(("app.py", "inputs.py", "v2.py", "openapi.json"), 2),
+    **dict.fromkeys(("app.py", "inputs.py", "logs.py", "metrics.py", "v2.py", "openapi.json"), 2),
     **dict.fromkeys(("gunicorn.conf.py", "nginx.conf"), 3),
     **dict.fromkeys(("Dockerfile", "proxy.Dockerfile", ".dockerignore", "requirements.txt"), 4),
 }
@@ -103,7 +103,7 @@ def test_stage_requirements_pin_every_dependency(stage):
 
 # What `make diff A=N-1 B=N` shows: the layer's own code and configuration (top-level names).
 ADDS = {
-    "02_rest_api": {"requirements.txt", "app.py", "inputs.py", "v2.py", "openapi.json"},
+    "02_rest_api": {"requirements.txt", "app.py", "inputs.py", "logs.py", "metrics.py", "v2.py", "openapi.json"},
     "03_wsgi": {"requirements.txt", "gunicorn.conf.py", "nginx.conf"},
     "04_container": {"requirements.txt", "Dockerfile", "proxy.Dockerfile", ".dockerignore"},
     "05_kubernetes": {"kind.sh", "k8s"},

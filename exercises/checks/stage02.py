@@ -15,6 +15,7 @@ from exercises.common import post
 from exercises.common import rows
 from exercises.common import serving
 from exercises.common import train
+from harness import logreader
 from harness.local import DevServer
 
 
@@ -65,19 +66,17 @@ def check_02_2(folder: Path) -> None:
 
 
 def check_02_3(folder: Path) -> None:
-    """X-Request-ID: echoed when sane, generated when missing or unsafe, on errors too."""
-    with dev_server(folder) as base:
-        url = f"{base}/predict"
-        echoed = post(url, rows(1), headers={"X-Request-ID": "workshop-42"}).headers.get("X-Request-ID")
-        if echoed != "workshop-42":
-            raise Fail(f"X-Request-ID {echoed!r} in the answer", "the caller's id echoed: 'workshop-42'")
-        first, second = (post(url, rows(1)).headers.get("X-Request-ID") for _ in range(2))
-        if not first or first == second:
-            raise Fail(f"generated ids {first!r} and {second!r}", "a new, different id for each request without one")
-        error = post(url, {"instances": "nope"}, headers={"X-Request-ID": "bad-request-1"})
-        if error.status_code != 400 or error.headers.get("X-Request-ID") != "bad-request-1":
-            raise Fail(f"HTTP {error.status_code} with id {error.headers.get('X-Request-ID')!r}", "400 echoing the id")
-        hostile = "x" * 200
-        sent_back = post(url, rows(1), headers={"X-Request-ID": hostile}).headers.get("X-Request-ID", "")
-        if sent_back == hostile or not sent_back:
-            raise Fail("a 200-character id echoed (or none)", "ids longer than 64 characters replaced by a new one")
+    """The access line of POST /predict says how many rows it predicted ("rows"): 3 for 3 rows, 0 when refused."""
+    with (
+        tempfile.TemporaryDirectory(prefix="ex-02-") as tmp,
+        serving(DevServer(train(folder, Path(tmp) / "iris.joblib"), folder=folder)) as server,
+    ):
+        post(f"{server.base_url}/predict", rows(3), headers={"X-Request-ID": "ex-three-rows"})
+        post(f"{server.base_url}/predict", {"instances": "nope"}, headers={"X-Request-ID": "ex-refused"})
+        lines = {r.get("request_id"): r for r in logreader.records(server.log()) if r.get("logger") == "iris.access"}
+    for request_id, expected in (("ex-three-rows", 3), ("ex-refused", 0)):
+        line = lines.get(request_id)
+        if line is None:
+            raise Fail(f"no access line with request_id {request_id!r}", "one JSON access line per request, as before")
+        if line.get("rows") != expected:
+            raise Fail(f'"rows": {line.get("rows")!r} on the access line of {request_id}', f'"rows": {expected}')

@@ -1,0 +1,192 @@
+"""What an operator sees: JSON log lines with request ids, and /metrics that add up across workers.
+
+Every log line the whole suite makes is checked too, by conftest's ``every_log_line_is_json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+import logs as stage_logs  # 02_rest_api/logs.py, identical in every later stage
+from harness import logreader
+from harness.core import wait_until
+from harness.local import Gunicorn
+from harness.local import GunicornWithoutConfig
+
+ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def predicted(metrics_text: str, endpoint: str = "/predict") -> float:
+    """iris_requests_total for ``endpoint``, summed over methods and statuses, read with the client's own parser."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == "iris_requests_total" and sample.labels["endpoint"] == endpoint
+    )
+
+
+def post_rows(base_url: str, count: int) -> None:
+    """``count`` single-row predictions from four clients at once: one client at a time would find the same
+    idle worker waiting in accept() every time, and the other would count nothing."""
+
+    def post(_: int) -> None:
+        requests.post(f"{base_url}/predict", json={"instances": [ROW]}, timeout=10).raise_for_status()
+
+    with ThreadPoolExecutor(4) as clients:
+        list(clients.map(post, range(count)))
+
+
+def answering_pids(log: str) -> set[int]:
+    """The processes that wrote a /predict access line."""
+    return {r["pid"] for r in logreader.records(log) if r.get("logger") == "iris.access" and r["path"] == "/predict"}
+
+
+# --- request ids and access lines (Flask's test client) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("trace-7f3a.b_2", True), ("", False), ("two words", False), ("x" * 129, False), ('"}{"level": "CRITICAL', False)],
+    ids=["plausible", "none", "space", "too long", "injection"],
+)
+def test_every_response_carries_a_request_id_the_callers_when_plausible(client, sent, kept):
+    response = client.get("/v2/health/live", headers={"X-Request-ID": sent} if sent else {})
+    answered = response.headers["X-Request-ID"]
+    if kept:
+        assert answered == sent
+    else:
+        assert answered != sent and len(answered) == 32 and int(answered, 16) >= 0, answered
+
+
+@pytest.fixture
+def access_lines():
+    """What the app's access logger writes while the test runs, formatted as the servers format it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(stage_logs.JsonFormatter())
+    logger = logging.getLogger("iris.access")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # pytest's own handlers leave the root logger at WARNING
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_each_request_writes_one_json_access_line_with_every_field(client, access_lines):
+    client.post("/predict", json={"instances": [ROW]}, headers={"X-Request-ID": "req-1"})
+    client.post("/predict", json={"instances": "nope"}, headers={"X-Request-ID": "req-2"})
+    client.get("/no/such/path")
+    first, bad, missing = access_lines()
+    assert {k: first[k] for k in ("request_id", "method", "path", "status", "model_version")} == {
+        "request_id": "req-1", "method": "POST", "path": "/predict", "status": 200, "model_version": "1",
+    }  # fmt: skip
+    assert first["level"] == "INFO" and first["timestamp"].endswith("Z") and first["duration_ms"] > 0
+    assert (bad["request_id"], bad["status"]) == ("req-2", 400)
+    assert missing["status"] == 404 and len(missing["request_id"]) == 32
+
+
+def test_a_line_logged_while_serving_carries_the_requests_id_and_a_traceback_stays_one_line():
+    formatter = stage_logs.JsonFormatter()
+    token = stage_logs.current_request_id.set("req-9")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("iris", logging.ERROR, __file__, 1, "failed: %s", ("x",), sys.exc_info())
+        line = formatter.format(record)
+    finally:
+        stage_logs.current_request_id.reset(token)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert (parsed["request_id"], parsed["message"], parsed["level"]) == ("req-9", "failed: x", "ERROR")
+    assert "ValueError: boom" in parsed["exception"]
+
+
+def test_the_log_reader_names_what_an_operator_cannot_read():
+    good = json.dumps({"timestamp": "t", "level": "INFO", "message": "m"})
+    access = json.dumps({"timestamp": "t", "level": "INFO", "message": "m", "logger": "iris.access"})
+    nginx = "2026/12/07 08:00:00 [error] 31#31: *1 connect() failed (111: Connection refused)"
+    text = "\n".join([good, nginx, " * Debug mode: off", "Traceback (most recent call last):", access])
+    found = logreader.problems(text)
+    assert len(found) == 2 and found[0].startswith("not JSON: Traceback") and "without a request id" in found[1]
+    assert logreader.records(text) == [json.loads(good), json.loads(access)]
+
+
+# --- /metrics -----------------------------------------------------------------------------------------------
+
+
+def test_metrics_are_prometheus_text_that_counts_requests_predictions_and_rows(client):
+    before = client.get("/metrics").get_data(as_text=True)
+    client.post("/predict", json={"instances": [ROW, ROW, ROW]})
+    client.post("/predict", json={"instances": [ROW]})
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.content_type.startswith("text/plain")
+    families = {family.name: family for family in text_string_to_metric_families(response.get_data(as_text=True))}
+    assert predicted(response.get_data(as_text=True)) - predicted(before) == 2
+
+    def value(name: str, sample: str, **labels: str) -> float:
+        return next(s.value for s in families[name].samples if s.name == sample and labels.items() <= s.labels.items())
+
+    old = {f.name: f for f in text_string_to_metric_families(before)}
+    old_setosa = next((s.value for s in old["iris_predictions"].samples if s.labels.get("label") == "setosa"), 0)
+    assert value("iris_predictions", "iris_predictions_total", label="setosa") - old_setosa == 4
+    assert families["iris_rows_per_request"].type == "histogram"
+    assert value("iris_model_loaded", "iris_model_loaded", model_version="1") >= 1
+    assert families["iris_request_duration_seconds"].type == "histogram"
+
+
+@pytest.mark.slow
+def test_metrics_add_up_across_workers_and_survive_a_worker_killed_and_respawned(model_v1):
+    with Gunicorn(model_v1, env={"WEB_CONCURRENCY": "2"}) as layer:
+        post_rows(layer.base_url, 40)
+        assert len(answering_pids(layer.log())) == 2, "both workers served"
+        scraped = [requests.get(f"{layer.base_url}/metrics", timeout=10).text for _ in range(4)]
+        assert {predicted(text) for text in scraped} == {40}, "every scrape, whichever worker answers it"
+
+        victim, survivor = layer.workers()
+        os.kill(victim, signal.SIGKILL)
+        replacement = layer.wait_workers(1, exclude={victim, survivor})
+        assert layer.wait_booted(replacement), "the new worker never loaded the model"
+        post_rows(layer.base_url, 10)
+        scraped = [requests.get(f"{layer.base_url}/metrics", timeout=10).text for _ in range(4)]
+        assert {predicted(text) for text in scraped} == {50}, "the dead worker's counts stay in the sum"
+        families = text_string_to_metric_families(scraped[0])
+        loaded = [s for f in families for s in f.samples if s.name == "iris_model_loaded"]
+        assert [s.value for s in loaded] == [2.0], "live workers serving version 1: the dead one left the gauge"
+        assert list(Path(tempfile.gettempdir()).glob(f"gunicorn-{layer.port}-metrics-*")), "gunicorn.conf.py made it"
+    assert not list(Path(tempfile.gettempdir()).glob(f"gunicorn-{layer.port}-metrics-*")), "and removed it at exit"
+
+
+@pytest.mark.slow
+def test_without_the_config_each_worker_reports_only_its_own_share(model_v1):
+    """The trap: gunicorn from the command line keeps one registry per worker, so a scrape sees one worker."""
+    with GunicornWithoutConfig(model_v1, env={"WEB_CONCURRENCY": "2"}) as layer:
+        post_rows(layer.base_url, 40)
+        assert len(answering_pids(layer.log())) == 2, "both workers served"
+        seen = {predicted(requests.get(f"{layer.base_url}/metrics", timeout=10).text) for _ in range(12)}
+    assert max(seen) < 40, f"a per-process registry cannot see the other worker's requests: {sorted(seen)}"
+
+
+@pytest.mark.slow
+def test_a_served_stage_logs_json_lines_and_echoes_request_ids(served):
+    """Every served layer (02 to 05, by the shared fixture): the id goes through every layer in front of the app."""
+    response = requests.get(f"{served.base_url}/v2/health/ready", headers={"X-Request-ID": "op-42"}, timeout=10)
+    assert response.headers.get("X-Request-ID") == "op-42"
+    generated = requests.get(f"{served.base_url}/v2/health/ready", timeout=10).headers.get("X-Request-ID", "")
+    assert len(generated) == 32, "a request without an id gets one"
+    if hasattr(served, "log"):
+        assert wait_until(lambda: '"request_id": "op-42"' in served.log(), 10), "the access line names the id"
+        assert logreader.problems(served.log()) == []
