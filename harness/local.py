@@ -453,5 +453,5 @@ class GunicornWithoutConfig(Gunicorn):
     def command(self) -> list[str]:
         workers = self.extra_env.get("WEB_CONCURRENCY", "2")
         bind = f"{LOOPBACK}:{self.port}"
-        settings = ["--config", "python:harness.gunicorn_defaults", "--workers", workers, "--bind", bind, "--pid", str(self.pidfile)]
-        return [str(BIN / "gunicorn"), *settings, self.app]
+        settings = ["--workers", workers, "--bind", bind, "--pid", str(self.pidfile)]
+        return [str(BIN / "gunicorn"), "--config", "python:harness.gunicorn_defaults", *settings, self.app]
