@@ -23,7 +23,11 @@ from pathlib import Path
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
-from logs import JsonFormatter
+# logs.py (the JSON log format) sits beside this file: import it from here wherever gunicorn
+# starts (gunicorn puts the folder it starts in on the import path, not this file's).
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from logs import JsonFormatter  # noqa: E402
 
 
 def _env_int(name: str, default: int, most: int | None = None) -> int:

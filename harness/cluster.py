@@ -157,7 +157,7 @@ class Cluster(Layer):
     eviction does. ``upgrade`` builds an image with the new model and rolls it out.
     """
 
-    stage = 5
+    stage, name = 5, "05 Kubernetes"  # on start: "05 Kubernetes (kind)" or "(local)"
     upgrade_mechanism = "new image tag, rolling update (maxSurge 1, maxUnavailable 0)"
     release_mechanism = "kubectl apply -k (new image, or server.env): a rolling update that waits for readiness"
     crash_targets = ("server", "worker", "pod")
@@ -166,6 +166,14 @@ class Cluster(Layer):
     path = "nginx sidecar, NodePort Service"
     needs = "cluster"
     shared = True  # one deployment serves a test session: the tests' ``cluster`` fixture
+    window = {
+        "logs": "`kubectl -n iris-serving logs -l app.kubernetes.io/name=iris-serving -c server --prefix`: every "
+        "pod's JSON lines, each prefixed with its pod; a deleted pod's logs go with it",
+        "health": "probes: a failing readiness probe takes the pod out of the Service, a failing liveness probe "
+        "restarts its container; `kubectl get events` and `kubectl describe pod` say which and why",
+        "metrics": "metrics-server: `kubectl top pods` (CPU and memory, what the autoscaler reads); each pod's "
+        "/metrics for a Prometheus to scrape (none is installed here)",
+    }
 
     def __init__(self, model_path: Path | None = None, *, image: str | None = None):
         """``model_path`` None serves the model baked into ``image`` (default: the stage-04 image); a path

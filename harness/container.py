@@ -163,6 +163,14 @@ class Container(Layer):
     """Stage 04: the image run with `docker run --restart on-failure`, published on 127.0.0.1 only."""
 
     stage, name = 4, "04 container"
+    window = {
+        "logs": "`docker logs --follow <container>`: Docker keeps what the container writes (JSON lines), until "
+        "the container is removed",
+        "health": "the image's HEALTHCHECK: `docker ps` shows (unhealthy) after 3 failed checks 10 s apart, and "
+        "Docker does nothing about it; the restart policy restarts a container whose server exits",
+        "metrics": "`docker stats` (CPU, memory, network per container); GET /metrics through the published "
+        "port; nothing collects them",
+    }
     upgrade_mechanism = "stop the old container, start a new one with the new model"
     release_mechanism = "stop the old container, run a new one (new model mounted, or --env): nothing checks it"
     crash_targets = ("server", "worker")

@@ -247,6 +247,9 @@ class Layer:
     needs: str = ""
     #: whether one started instance serves a whole test session (starting it takes minutes)
     shared: bool = False
+    #: an operator's window on the app at this layer: where its "logs" go and how to read them, what reports
+    #: its "health", what collects its "metrics"; where the layer offers nothing, it says so
+    window: dict[str, str] = {}
 
     def __init__(
         self,

@@ -43,6 +43,11 @@ class InProcess(Layer):
     """Stage 01: the model imported into the caller's process; no server, no port."""
 
     stage, name = 1, "01 script"
+    window = {
+        "logs": "the calling program's own output: the model writes none",
+        "health": "nothing: there is no server, each program loads the model itself",
+        "metrics": "nothing",
+    }
     upgrade_mechanism = "re-import in your own program"
     serves_http = False
     crash_targets = ()
@@ -254,6 +259,11 @@ class DevServer(ServerProcess):
     """Stage 02: Flask's development server, exactly as `make stage-2` runs it."""
 
     stage, name = 2, "02 Flask dev server"
+    window = {
+        "logs": "the terminal that runs `make stage-2`: one JSON line per request (logs.py) and per event",
+        "health": "nothing watches it: /v2/health/ready answers whoever asks, and a server that dies stays down",
+        "metrics": "GET /metrics (one process, its own counts); nothing collects them",
+    }
     upgrade_mechanism = "stop, install the new model, start again"
     release_mechanism = "stop, then model.py install (verifies the model) or new settings, start again"
 
@@ -283,6 +293,13 @@ class Gunicorn(ServerProcess):
     """Stage 03: gunicorn with the stage's gunicorn.conf.py, exactly as `make stage-3` runs it."""
 
     stage, name = 3, "03 gunicorn"
+    window = {
+        "logs": "the terminal: the app's JSON lines, and gunicorn's own (Booting worker, WORKER TIMEOUT) in the "
+        "same shape",
+        "health": "gunicorn's master watches its workers: one silent for GUNICORN_TIMEOUT (30 s) is killed and "
+        "replaced, with a WORKER TIMEOUT line; nothing watches the master",
+        "metrics": "GET /metrics, summed over the workers (PROMETHEUS_MULTIPROC_DIR); nothing collects them",
+    }
     upgrade_mechanism = "verify + install the new model, then SIGUSR2 (binary upgrade: a new master beside the old)"
     release_mechanism = "verify first: gunicorn --check-config (settings), model.py install (model); then switch"
     crash_targets = ("server", "worker")

@@ -272,10 +272,25 @@ def _throughput(results: dict[str, Any], stage: dict[str, Any]) -> list[str]:
     return lines
 
 
+def window_table() -> str:
+    """Each layer's window on the app (``Layer.window``: where the logs go, what reports health, what collects
+    metrics) as a Markdown table: what the layer's classes state, not a measurement."""
+    from harness.layers import LAYERS  # the layers import the harness, this module among it
+
+    rows = ["| layer | logs: where, and how to read them | health: what reports it | metrics: what collects them |",
+            "|---|---|---|---|"]  # fmt: skip
+    for layer in LAYERS.values():
+        w = layer.window
+        rows.append(f"| {layer.name} | {w['logs']} | {w['health']} | {w['metrics']} |")
+    return "\n".join(rows) + "\n"
+
+
 def render(name: str, results: dict[str, Any]) -> str:
-    """The text of block ``name`` (``table``, ``stageN`` or ``slowN``) for these results."""
+    """The text of block ``name`` (``table``, ``window``, ``stageN`` or ``slowN``) for these results."""
     if name == "table":
         return f"```\n{summary_table(results)}\n```\n"
+    if name == "window":
+        return window_table()
     if name.startswith("slow"):
         stage = _stage(results, int(name.removeprefix("slow")))
         lines = _slow_clients(stage) if stage else []
