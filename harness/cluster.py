@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import logreader
 from harness import podwindow
 from harness.container import build_image
 from harness.container import docker
@@ -38,9 +39,12 @@ from harness.core import LayerError
 from harness.core import Refused
 from harness.core import children
 from harness.core import cpu_seconds
+from harness.core import damage
+from harness.core import kill
 from harness.core import model_module
 from harness.core import process_memory
 from harness.core import procfs
+from harness.core import train_model
 from harness.core import wait_ready
 from harness.kube import CLUSTER_NAME
 from harness.kube import DEPLOYMENT
@@ -60,6 +64,7 @@ from harness.kube import pods
 from harness.kube import ready_endpoints
 from harness.kube import restarts
 from harness.kube import wait_old_pods_gone
+from harness.logreader import parse_time
 from harness.manifests import config_lines
 
 # The cluster's own processes (scripts/local-cluster/cluster.sh writes a PID file for each).
@@ -243,7 +248,7 @@ class Cluster(Layer):
         wanted = int(kubectl("get", "deployment", DEPLOYMENT, "-n", NAMESPACE, "-o", "jsonpath={.spec.replicas}"))
         return sum(is_ready(p) for p in pods()) >= wanted and ready_endpoints() >= wanted
 
-    def crash(self, target: str = "server") -> str:
+    def crash(self, target: str = "server", sig: int = signal.SIGKILL) -> str:
         """In the oldest pod: SIGKILL of gunicorn's master (the container's PID 1, "server") or of one
         worker ("worker"), or the whole pod deleted with no grace period ("pod")."""
         self._check_target(target)
@@ -255,8 +260,41 @@ class Cluster(Layer):
             kubectl("delete", "pod", "-n", NAMESPACE, name, "--grace-period=0", "--force", "--wait=false")
             return f"kubectl delete pod -n {NAMESPACE} {name} --grace-period=0 --force"
         victim = pid1 if target == "server" else workers[0]
-        os.kill(victim, signal.SIGKILL)
-        return f"kill -9 {victim}    # host PID of gunicorn's {'master' if target == 'server' else 'worker'} in {name}"
+        os.kill(victim, sig)
+        self.signalled = [victim]
+        role = "master" if target == "server" else "worker"
+        return f"{kill(sig)} {victim}    # host PID of gunicorn's {role} in {name}"
+
+    def crash_loop(self) -> str:
+        """The model file lives in the image here, so a damaged one arrives the way any model does: in a new
+        image, rolled out (``release``). The new pod's server exits at start, again and again; the rolling
+        update stops at its progress deadline (Refused) and the old pods serve on. ``repair`` rolls back."""
+        damaged = train_model(Path(tempfile.mkdtemp(prefix="crash-loop-")), version="3")
+        damage(damaged)
+        return self.release(model=damaged)
+
+    def repair(self) -> str:
+        return self.rollback()
+
+    def operator_signals(self, since: float) -> list[dict[str, Any]]:
+        """The namespace's Warning events since ``since`` (a probe failing, a container backing off) and every
+        pod's server log lines at WARNING or worse (the previous container's too, where it restarted)."""
+        found = []
+        events = json.loads(kubectl("get", "events", "-n", NAMESPACE, "-o", "json", check=False) or "{}")
+        for event in events.get("items", []):
+            at = parse_time(event.get("eventTime") or event.get("lastTimestamp") or "")
+            if event.get("type") == "Warning" and at is not None and at >= int(since):
+                found.append({"at_s": round(max(at - since, 0.0), 3),
+                              "source": f"kubectl get events ({event['involvedObject'].get('name', '?')})",
+                              "text": f"{event.get('reason')}: {event.get('message', '')}".strip()})  # fmt: skip
+        after = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+        for pod in pods():
+            name = pod["metadata"]["name"]
+            for previous in ([], ["--previous"]) if restarts(pod) else ([],):
+                text = kubectl("logs", "-n", NAMESPACE, name, "-c", "server", f"--since-time={after}", *previous,
+                               check=False)  # fmt: skip
+                found += logreader.signals(text, since, source=f"kubectl logs {name}")
+        return found
 
     def crash_victim(self, timeout: float = 30.0) -> tuple[dict[str, Any], list[int]]:
         """The serving pod restarted least (the oldest of those) and its server container's host PIDs, once the

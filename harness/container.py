@@ -36,11 +36,13 @@ from harness.core import Crashed
 from harness.core import Layer
 from harness.core import LayerError
 from harness.core import children
+from harness.core import kill
 from harness.core import namespace_pid
 from harness.core import process_memory
 from harness.core import procfs
 from harness.core import wait_ready
 from harness.golden import load_golden
+from harness.logreader import parse_time
 
 IMAGE_NAME = "iris-serving"
 BASE_IMAGE = "python:3.11-slim"
@@ -279,7 +281,23 @@ class Container(Layer):
         """How often the restart policy has restarted this container."""
         return self.inspect()["RestartCount"]
 
-    def crash(self, target: str = "server") -> str:
+    def operator_signals(self, since: float) -> list[dict[str, Any]]:
+        """The container's log lines at WARNING or worse, and what `docker ps` and `docker inspect` say: a
+        restart by its policy since ``since`` (when, the exit code before it), a restart under way, unhealthy."""
+        found = super().operator_signals(since)
+        state = self.inspect()["State"]
+        started = parse_time(state.get("StartedAt", ""))
+        if self.restart_count() and started and started >= since:
+            found.append({"at_s": round(started - since, 3), "source": "docker inspect",
+                          "text": f"restarted by its policy ({self.restart_count()} restarts)"})  # fmt: skip
+        now = round(time.time() - since, 3)
+        if state.get("Restarting"):
+            found.append({"at_s": now, "source": "docker ps", "text": f"Restarting ({state.get('ExitCode')})"})
+        if state.get("Health", {}).get("Status") == "unhealthy":
+            found.append({"at_s": now, "source": "docker ps", "text": "(unhealthy)"})
+        return found
+
+    def crash(self, target: str = "server", sig: int = signal.SIGKILL) -> str:
         """SIGKILL PID 1, gunicorn's master ("server"), or one of its workers, from the host.
 
         (`docker kill` would count as a manual stop: no restart.) The restart
@@ -290,8 +308,9 @@ class Container(Layer):
         workers = children(pid1)
         self.crashed = Crashed(target, workers)
         victim = pid1 if target == "server" else workers[0]
-        os.kill(victim, signal.SIGKILL)
-        return f"kill -9 {victim}    # host PID of the container's {'PID 1' if target == 'server' else 'worker'}"
+        os.kill(victim, sig)
+        self.signalled = [victim]
+        return f"{kill(sig)} {victim}    # host PID of the container's {'PID 1' if target == 'server' else 'worker'}"
 
     def recovered(self) -> bool:
         """As many workers as before the crash, the new ones booted, and ready."""

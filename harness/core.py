@@ -8,14 +8,17 @@ between layers is declared as data on the class (``serves_http``,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from typing import Any
 
 import requests
 
+from harness import logreader
 from harness.paths import APP
 from harness.paths import LOOPBACK
 from harness.paths import ROOT
@@ -70,6 +74,18 @@ def procfs(*parts: str | int) -> Path:
             "run the measurements on Linux (on Windows: in WSL)"
         )
     return PROC.joinpath(*map(str, parts))
+
+
+def damage(artifact: Path) -> None:
+    """One byte appended to ``artifact`` (a disk fault, a half-copied file): its SHA-256 no longer matches its
+    metadata sidecar, so model.py refuses to load it."""
+    with Path(artifact).open("ab") as file:
+        file.write(b"\0")
+
+
+def kill(sig: int) -> str:
+    """The `kill` command that sends ``sig``, as a reader types it: kill -9, kill -STOP, kill -CONT."""
+    return "kill -9" if sig == signal.SIGKILL else f"kill -{signal.Signals(sig).name.removeprefix('SIG')}"
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
@@ -271,6 +287,8 @@ class Layer:
         self.folder = Path(folder) if folder else STAGES.get(self.stage)  # None: a layer with no folder (a fake)
         self.crashed: Crashed | None = None  # what the last ``crash`` killed
         self.previous: Any = None  # what the last ``release`` replaced (None: nothing), for ``rollback``
+        self.signalled: list[int] = []  # the host PIDs the last ``crash`` signalled
+        self.intact: Path | None = None  # a copy of the served artifact ``crash_loop`` damaged, for ``repair``
 
     @classmethod
     def folder_exists(cls) -> bool:
@@ -295,8 +313,9 @@ class Layer:
         """Stop everything this layer started (gracefully, ``timeout`` s at most); the exit code if there is one."""
         raise NotImplementedError
 
-    def crash(self, target: str = "server") -> str:
-        """SIGKILL ``target`` (one of ``crash_targets``); return the equivalent command a reader would type."""
+    def crash(self, target: str = "server", sig: int = signal.SIGKILL) -> str:
+        """SIGKILL ``target`` (one of ``crash_targets``); return the equivalent command a reader would type.
+        ``sig`` SIGSTOP hangs it instead: the process stays, answering nothing, as a deadlocked one would."""
         raise NotImplementedError
 
     def recovered(self) -> bool:
@@ -306,6 +325,47 @@ class Layer:
     def upgrade(self, new_model: Path) -> str:
         """Move to the artifact at ``new_model`` with this layer's own mechanism; return its commands."""
         raise NotImplementedError
+
+    def resume(self) -> str:
+        """SIGCONT whatever the last ``crash`` stopped and is still there (a watchdog may have killed it)."""
+        resumed = []
+        for pid in self.signalled:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                resumed.append(pid)
+        self.signalled = []
+        return f"{kill(signal.SIGCONT)} {' '.join(map(str, resumed))}" if resumed else "nothing: it was gone"
+
+    #: what dies in ``crash_loop`` after the model file went bad: the process whose restart loads the file
+    loop_target: str = "server"
+
+    def crash_loop(self) -> str:
+        """The served model file damaged on disk behind the layer's back (one byte appended: no install, no
+        check, as a disk fault or a half-copied file), then ``loop_target`` SIGKILLed, so whatever restarts it
+        loads the damaged file. ``repair`` undoes it. Needs a layer that serves a file of this machine."""
+        if self.model_path is None:
+            raise LayerError(f"{self.name} serves a model from its image: no file here to damage")
+        self.intact = Path(tempfile.mkdtemp(prefix="intact-")) / self.model_path.name
+        shutil.copy2(self.model_path, self.intact)
+        damage(self.model_path)
+        return f"printf '\\0' >> {self.model_path.name}; {self.crash(self.loop_target)}"
+
+    def repair(self) -> str:
+        """After ``crash_loop``: the intact file back, and the layer started again as a reader would."""
+        if self.intact is None:
+            return ""
+        shutil.copy2(self.intact, self.model_path)
+        shutil.rmtree(self.intact.parent, ignore_errors=True)
+        self.intact = None
+        self.stop()
+        self.start()
+        return f"cp INTACT {self.model_path.name}; restart"
+
+    def operator_signals(self, since: float) -> list[dict[str, Any]]:
+        """What an operator could see since ``since`` (``time.time()``) without knowing what happened, each as
+        {"at_s": seconds after ``since``, "source", "text"}: here the layer's log lines at WARNING or worse;
+        a layer with a supervisor adds what it reports."""
+        return logreader.signals(self.log(), since) if hasattr(self, "log") else []
 
     def crash_steps(self) -> dict[str, Any] | None:
         """The server crash repeated and taken apart into the layer's own steps, where it has several between

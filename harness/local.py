@@ -33,6 +33,7 @@ from harness.core import LayerError
 from harness.core import Refused
 from harness.core import children
 from harness.core import descendants
+from harness.core import kill
 from harness.core import model_module
 from harness.core import procfs
 from harness.core import wait_ready
@@ -192,7 +193,7 @@ class ServerProcess(Layer):
                 self.proc.wait(10)
         return self.proc.returncode
 
-    def crash(self, target: str = "server") -> str:
+    def crash(self, target: str = "server", sig: int = signal.SIGKILL) -> str:
         """SIGKILL the server: its process and every process it started, as when a container's PID 1 dies.
 
         (gunicorn's workers, orphaned by a master killed alone, would serve on
@@ -202,9 +203,11 @@ class ServerProcess(Layer):
         self._check_target(target)
         victims = [self.proc.pid, *descendants(self.proc.pid)]
         for pid in victims:
-            os.kill(pid, signal.SIGKILL)
-        self.proc.wait(10)
-        return f"kill -9 {' '.join(map(str, victims))}"
+            os.kill(pid, sig)
+        self.signalled = victims
+        if sig == signal.SIGKILL:
+            self.proc.wait(10)
+        return f"{kill(sig)} {' '.join(map(str, victims))}"
 
     def recovered(self) -> bool:
         return self.alive() and self.ready()
@@ -303,6 +306,7 @@ class Gunicorn(ServerProcess):
     upgrade_mechanism = "verify + install the new model, then SIGUSR2 (binary upgrade: a new master beside the old)"
     release_mechanism = "verify first: gunicorn --check-config (settings), model.py install (model); then switch"
     crash_targets = ("server", "worker")
+    loop_target = "worker"  # its master starts another, which loads the damaged file
 
     def __init__(self, model_path: Path, port: int | None = None, env: dict[str, str] | None = None, app: str = APP,
                  **kw):  # fmt: skip
@@ -359,14 +363,15 @@ class Gunicorn(ServerProcess):
         """Wait until ``booted(pids)``; False when ``timeout`` passes first."""
         return wait_until(lambda: self.booted(pids), timeout)
 
-    def crash(self, target: str = "server") -> str:
+    def crash(self, target: str = "server", sig: int = signal.SIGKILL) -> str:
         """SIGKILL the master ("server": nothing restarts it) or one worker (its master replaces it)."""
         if target != "worker":
-            return super().crash(target)
+            return super().crash(target, sig)
         workers = self.workers()
         self.crashed = Crashed(target, workers)
-        os.kill(workers[0], signal.SIGKILL)
-        return f"kill -9 {workers[0]}"
+        os.kill(workers[0], sig)
+        self.signalled = [workers[0]]
+        return f"{kill(sig)} {workers[0]}"
 
     def recovered(self) -> bool:
         if self.crashed is None:

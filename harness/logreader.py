@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 
 # What a line that is not JSON may be, and why it may be.
 NOT_JSON = {
@@ -53,3 +54,36 @@ def problems(text: str) -> list[str]:
         elif record.get("logger") == "iris.access" and not record.get("request_id"):
             wrong.append(f"an access line without a request id: {line[:200]}")
     return wrong
+
+
+#: the levels an operator is alerted on
+ALERTING = ("WARNING", "ERROR", "CRITICAL")
+
+
+def signals(text: str, since: float, source: str = "log") -> list[dict]:
+    """The log's lines at WARNING or worse written at or after ``since`` (seconds since the epoch, as
+    ``time.time()``), each as {"at_s": seconds after ``since``, "source", "text": "LEVEL message"}."""
+    found = []
+    for record in records(text):
+        if record.get("level") not in ALERTING or "timestamp" not in record:
+            continue
+        at = parse_time(record["timestamp"])
+        if at is not None and at >= since:
+            text_ = f"{record['level']} {record.get('message', '')}"
+            found.append({"at_s": round(at - since, 3), "source": f"{source} ({record.get('logger', '?')})",
+                          "text": text_})  # fmt: skip
+    return found
+
+
+def parse_time(text: str) -> float | None:
+    """An ISO 8601 / RFC 3339 time (a log line's, Docker's with nanoseconds, Kubernetes') as seconds since the
+    epoch; None for anything else."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", text or "")
+    if not match:
+        return None
+    when, fraction, zone = match.groups()
+    try:
+        stamp = datetime.fromisoformat(when + (fraction or "")[:7] + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return None
+    return stamp.timestamp()

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness import notice
 from harness.paths import ROOT
 from harness.paths import STAGES
 from harness.quiet import warning
@@ -120,6 +121,11 @@ def _bad_release(bad: dict[str, Any]) -> str:
             f"{back}.")  # fmt: skip
 
 
+def _notice(result: dict[str, Any]) -> str:
+    """One fault's time to notice, as a README line."""
+    return f"- Time to notice ({result['what']}): {notice.describe(result)}."
+
+
 def release_table(results: dict[str, Any]) -> str:
     """Per served layer and bad release: refused, failed, without an answer, wrong answers, back after."""
     header = f"{'layer':<24}{'bad release':<10}{'refused':>9}{'failed':>9}{'no answer':>11}{'wrong':>8}{'back':>8}"
@@ -134,6 +140,26 @@ def release_table(results: dict[str, Any]) -> str:
         "wrong = one that loads and names the wrong species, setting = MODEL_PATH names no file; each watched "
         f"{_window(results)} s (or as long as the release took), then rolled back; wrong: answers naming the wrong "
         "species; back: from the rollback's start until it was done and the old version answered a new request"
+    )
+    return "\n".join(rows)
+
+
+def notice_table(results: dict[str, Any]) -> str:
+    """Per served layer and fault: when the first operator signal came, where, and the failed requests."""
+    header = f"{'layer':<24}{'fault':<12}{'first signal':>13}  {'where':<34}{'failed':>8}{'no answer':>11}"
+    rows = [header, "-" * len(header)]
+    for s in results["stages"]:
+        faults = s.get("notice", {})
+        for fault, seen in faults.items() if faults.get("applicable", True) else ():
+            first = seen["first_signal"]
+            when = f"{first['at_s']:.1f} s" if first else "never"
+            where = first["source"][:33] if first else f"nothing in {seen['observed_s']:.0f} s"
+            rows.append(f"{s['layer']:<24}{fault:<12}{when:>13}  {where:<34}{seen['failed']:>8}"
+                        f"{seen['longest_stall_s']:>9.1f} s")  # fmt: skip
+    rows.append(
+        "time to notice under load: hung = one worker stopped (SIGSTOP; the server where there are no workers), "
+        "crash_loop = the model file damaged on disk, then its process killed (in Kubernetes: rolled out in an "
+        "image); first signal: the earliest log line at WARNING or worse, status or event an operator could see"
     )
     return "\n".join(rows)
 
@@ -212,7 +238,8 @@ def summary_table(results: dict[str, Any]) -> str:
         "wait (alone/behind nginx)"
     )
     releases = [release_table(results)] if any("bad_release" in s for s in results["stages"]) else []
-    return "\n\n".join([rates_table(results), "\n".join(rows), *releases, run_line(results)])
+    noticed = [notice_table(results)] if any("notice" in s for s in results["stages"]) else []
+    return "\n\n".join([rates_table(results), "\n".join(rows), *releases, *noticed, run_line(results)])
 
 
 def _slow_share(stage: dict[str, Any]) -> str:
@@ -320,6 +347,7 @@ def render(name: str, results: dict[str, Any]) -> str:
                 f"- The same upgrade the other way, in the same run: {_upgrade(stage['upgrade_alternative'])}."
             )
         lines += [_bad_release(b) for b in stage.get("bad_release", {}).values()]
+        lines += [_notice(n) for n in stage.get("notice", {}).values() if isinstance(n, dict)]
         lines += _throughput(results, stage)
     brings = brought_along_mib(stage)
     lines.append(

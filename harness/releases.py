@@ -32,6 +32,7 @@ from sklearn.datasets import load_iris
 from harness.core import Layer
 from harness.core import LayerError
 from harness.core import Refused
+from harness.core import damage
 from harness.core import model_module
 from harness.core import train_model
 from harness.layers import LAYERS
@@ -50,8 +51,7 @@ MISSING_MODEL = "/nonexistent/iris.joblib"
 def broken_model(directory: Path) -> Path:
     """A version-3 artifact whose bytes changed after training (its sidecar's SHA-256 no longer matches)."""
     path = train_model(directory, version="3")
-    with path.open("ab") as artifact:
-        artifact.write(b"\0")
+    damage(path)
     return path
 
 

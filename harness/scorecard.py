@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import notice
 from harness import publish
 from harness import readme
 from harness import releases
@@ -165,9 +166,11 @@ def measure_scenarios(
             with alternative(copy) as other:
                 result["upgrade_alternative"] = scenarios.upgrade(other, v2, timeline=TIMELINE_S)
         result["bad_release"] = releases.every(layer, v2.parent, observe=observe, timeline=TIMELINE_S, say=say)
+        result["notice"] = notice.every(layer, timeline=TIMELINE_S, say=say)
     else:
         result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
         result["bad_release"] = {"applicable": False, "why": "no server: each program loads the model it is given"}
+        result["notice"] = {"applicable": False, "why": "no server: a fault is the calling program's own"}
     # the worker first: killing the server may leave nothing to kill a worker of (stage 03)
     for target, key in (("worker", "crash_worker"), ("server", "crash")):
         if target in layer.crash_targets:
@@ -179,6 +182,7 @@ def measure_scenarios(
         else:
             why = "no server to crash: the caller's own process" if target == "server" else "no worker processes"
             result[key] = {"applicable": False, "why": why}
+    result["window"] = type(layer).window
     result["cost"] = {**scenarios.stage_diff(result["stage"]), **scenarios.dependencies(result["stage"]),
                       **result.pop("extra_cost")}  # fmt: skip
     say(f"[{layer.name}] done")

@@ -56,13 +56,14 @@ def layer_params(served_only: bool = False) -> list:
     return params
 
 
-def start_layer(request, layer: type[Layer], model: Path):
-    """The one way a test gets a started layer: the session's own where the layer is ``shared``."""
+def start_layer(request, layer: type[Layer], model: Path, env: dict[str, str] | None = None):
+    """The one way a test gets a started layer (with ``env`` added to the server's environment): the
+    session's own where the layer is ``shared`` (its settings are its manifests')."""
     require(layer)
     if layer.shared:
         yield request.getfixturevalue("cluster")
         return
-    with layer(model) as started:
+    with layer(model, env=env) as started:
         yield started
 
 
@@ -103,6 +104,15 @@ def every_log_line_is_json():
     if unreadable:
         lines = "\n".join(f"  {name}: {line}" for line, name in list(unreadable.items())[:20])
         pytest.fail(f"{len(unreadable)} log lines an operator's program cannot read:\n{lines}", pytrace=False)
+
+
+@pytest.fixture(scope="module", params=layer_params(served_only=True))
+def watched(request, model_v1, tmp_path_factory):
+    """Each served layer, serving its own copy of version 1 (a test may damage it) with a 3 s worker timeout,
+    so a hung worker is noticed in seconds."""
+    served = tmp_path_factory.mktemp("watched") / "iris.joblib"
+    model_module().install(model_v1, served)
+    yield from start_layer(request, request.param, served, env={"GUNICORN_TIMEOUT": "3"})
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import logs as stage_logs  # 02_rest_api/logs.py, identical in every later stage
 from harness import logreader
+from harness import notice
 from harness.core import wait_until
 from harness.local import Gunicorn
 from harness.local import GunicornWithoutConfig
@@ -190,3 +191,29 @@ def test_a_served_stage_logs_json_lines_and_echoes_request_ids(served):
     if hasattr(served, "log"):
         assert wait_until(lambda: '"request_id": "op-42"' in served.log(), 10), "the access line names the id"
         assert logreader.problems(served.log()) == []
+
+
+# --- time to notice -----------------------------------------------------------------------------------------
+
+# What an operator must see for each fault, per layer: a word some signal says, or None for "nothing at all"
+# (no watchdog, no supervisor). Stage 05: a probe's event or gunicorn's timeout, whichever comes first.
+NOTICED = {
+    "DevServer": {"hung": None, "crash_loop": None},
+    "Gunicorn": {"hung": "WORKER TIMEOUT", "crash_loop": "MODEL_PATH"},
+    "Container": {"hung": "WORKER TIMEOUT", "crash_loop": "MODEL_PATH"},
+    "Cluster": {"hung": "", "crash_loop": "MODEL_PATH"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", list(notice.FAULTS))
+def test_each_fault_is_noticed_where_the_layer_can_notice_it(watched, fault):
+    expected = NOTICED[type(watched).__name__][fault]
+    seen = notice.time_to_notice(watched, fault, observe=12 if expected is None else notice.OBSERVE_S)
+    texts = [s["text"] for s in seen["signals"]]
+    if expected is None:
+        assert seen["first_signal"] is None, f"{watched.name} has nothing that notices, yet: {texts}"
+    else:
+        assert seen["first_signal"] is not None, f"no signal within {seen['observed_s']} s: {seen['command']}"
+        assert any(expected in text for text in texts), f"no signal says {expected!r}: {texts}"
+    assert watched.ready(), "the fault was undone and the layer answers again"
