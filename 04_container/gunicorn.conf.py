@@ -23,11 +23,9 @@ from pathlib import Path
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
-# logs.py (the JSON log format) sits beside this file: import it from here wherever gunicorn
-# starts (gunicorn puts the folder it starts in on the import path, not this file's).
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-from logs import JsonFormatter  # noqa: E402
+# The app's JSON log format, beside this file: gunicorn starts in the stage folder (`make
+# stage-3`, the image's WORKDIR, or --chdir) and puts that folder on the import path first.
+from logs import JsonFormatter
 
 
 def _env_int(name: str, default: int, most: int | None = None) -> int:

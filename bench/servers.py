@@ -97,6 +97,7 @@ def servers(model: Path, workdir: Path, with_docker: bool) -> list[Server]:
     found.append(Server(Peer("FastAPI + uvicorn", uvicorn, model, ROOT, {"PYTHONPATH": str(STAGES[1])})))
     found.append(Server(mlserver(model, workdir / "mlserver"), routes=("v2",)))
     for app, name in CEILINGS.items():
-        gunicorn = [str(BIN / "gunicorn"), "-c", str(STAGES[3] / "gunicorn.conf.py"), f"ceiling:{app}"]
-        found.append(Server(Peer(name, gunicorn, model, PEERS, workers), routes=("predict",), model=False))
+        # stage 03's own settings, started where gunicorn.conf.py expects it (it imports logs.py from there)
+        gunicorn = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--pythonpath", str(PEERS), f"ceiling:{app}"]
+        found.append(Server(Peer(name, gunicorn, model, STAGES[3], workers), routes=("predict",), model=False))
     return found
