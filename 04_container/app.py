@@ -18,6 +18,8 @@ writes one JSON access line with it (logs.py).
 Settings come from the environment (or the ``config`` dict in tests):
   MODEL_PATH     artifact to serve (default: artifacts/iris.joblib beside model.py)
   MAX_ROWS       rows accepted per request (default 1000)
+  OBSERVE        config only: False builds the app without its request ids, access lines and counts
+                 (the benchmark measures what they cost; `app:create_app({"OBSERVE": False})`)
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         MODEL_PATH=os.environ.get("MODEL_PATH") or str(iris.model_path()),
         MAX_ROWS=positive_int("MAX_ROWS", 1000),
+        OBSERVE=True,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.config.from_mapping(config or {})
@@ -89,7 +92,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         log.error("model version %s %s: not ready", loaded.version, app.extensions["canary_problem"])
     app.extensions["openapi"] = openapi_document(app.config["MAX_ROWS"])
     _register_errors(app)
-    _register_observers(app)
+    if app.config["OBSERVE"]:
+        _register_observers(app)
     _register_routes(app)
     app.register_blueprint(v2)
     return app
@@ -138,6 +142,8 @@ def _register_observers(app: Flask) -> None:
         logs.log_access(request.method, request.path, response.status_code, seconds, version)
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"  # a path no route has
         metrics.observe(endpoint, request.method, response.status_code, seconds)
+        if "labels" in g:  # a prediction request's rows, by predicted label
+            metrics.count_predictions(g.labels)
         return response
 
     @app.teardown_request
@@ -158,7 +164,7 @@ def _register_routes(app: Flask) -> None:
         features = validated(rows)
         loaded = loaded_model()
         predictions = loaded.predict(features)
-        metrics.count_predictions([row["label"] for row in predictions])
+        g.labels = [row["label"] for row in predictions]  # counted once answered (_register_observers)
         return jsonify(model_name=iris.MODEL_NAME, model_version=loaded.version, predictions=predictions)
 
     @app.get("/v2/health/live")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.servers import UNOBSERVED
 from bench.servers import WORKERS
 from harness.spread import SAME
 from harness.spread import differs
@@ -44,6 +45,19 @@ GOALS = (
     Goal("V2 batch: stage 03 against MLServer", (OURS, "v2_1000@8"), (MLSERVER, "v2_1000@8"), 1.0),
     Goal("batch: stage 03 against FastAPI", (OURS, "predict_1000@8"), (FASTAPI, "predict_1000@8"), 2.0),
     Goal("batch: stage 03 against the in-process floor x workers", (OURS, "predict_1000@8"), FLOOR_BATCH, 0.75),
+    # what the operator's view costs (issue 27): within 5% of the same stage without it, or say so
+    Goal(
+        "single rows @8: stage 03 against itself without logs and metrics",
+        (OURS, "predict_1@8"),
+        (UNOBSERVED, "predict_1@8"),
+        0.95,
+    ),
+    Goal(
+        "single rows @1: stage 03 against itself without logs and metrics",
+        (OURS, "predict_1@1"),
+        (UNOBSERVED, "predict_1@1"),
+        0.95,
+    ),
 )
 
 

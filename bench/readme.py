@@ -23,6 +23,7 @@ from bench.goals import OURS
 from bench.goals import evaluate
 from bench.goals import own_route
 from bench.servers import CEILINGS
+from bench.servers import UNOBSERVED
 from harness import publish
 from harness.core import ROOT
 from harness.readme import BLOCK
@@ -152,6 +153,25 @@ def batch_block(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def observed_block(results: dict[str, Any]) -> str:
+    """What the request ids, JSON access lines and metrics cost stage 03, single rows on the same route."""
+    lines = []
+    for connections in (1, 8):
+        ours, plain = (
+            load(results, OURS, f"predict_1@{connections}"),
+            load(results, UNOBSERVED, f"predict_1@{connections}"),
+        )
+        if not (ours and plain):
+            lines.append(f"- {connections} connection(s): {NOT_MEASURED} (the last `make bench` ran without the "
+                         "server that has them off)")  # fmt: skip
+            continue
+        lines.append(
+            f"- {connections} connection(s), direct: {rate(ours)} with them, {rate(plain)} without "
+            f"({ratio(ours, plain)}); p50 {ours['latency_ms']['p50']} ms against {plain['latency_ms']['p50']} ms."
+        )
+    return "\n".join([*lines, f"- {publish.banner(results.get('run'))}"]) + "\n"
+
+
 BLOCKS = {
     "run": run_block,
     "servers": servers_block,
@@ -159,27 +179,34 @@ BLOCKS = {
     "profile": profile_block,
     "single": single_block,
     "batch": batch_block,
+    "observed": observed_block,
 }
+#: the pages holding bench blocks: the bench's README, and stage 03's for what its logs and metrics cost
+PAGES = (README, ROOT / "03_wsgi" / "README.md")
 
 
 def rendered(text: str, results: dict[str, Any]) -> str:
-    """``text`` with every figure block re-rendered from ``results``."""
-    return BLOCK.sub(lambda m: m.group(1) + BLOCKS[m.group(2)](results) + m.group(4), text)
+    """``text`` with every bench figure block re-rendered from ``results`` (other blocks left to their own)."""
+    return BLOCK.sub(
+        lambda m: m.group(1) + BLOCKS[m.group(2)](results) + m.group(4) if m.group(2) in BLOCKS else m.group(0), text
+    )
 
 
-def update(results: dict[str, Any], path: Path = README) -> bool:
-    """Rewrite the figure blocks of bench/README.md; whether it changed."""
-    text = rendered(path.read_text(), results)
-    if text == path.read_text():
-        return False
-    path.write_text(text)
-    return True
+def update(results: dict[str, Any], pages: tuple[Path, ...] = PAGES) -> bool:
+    """Rewrite the bench figure blocks of ``pages``; whether any changed."""
+    changed = False
+    for path in pages:
+        text = rendered(path.read_text(), results)
+        if text != path.read_text():
+            path.write_text(text)
+            changed = True
+    return changed
 
 
 def main() -> int:
     """Command line: rewrite the blocks from results/bench.json."""
     changed = update(json.loads(RESULTS.read_text()))
-    print(f"{README.relative_to(ROOT)}: {'updated' if changed else 'already up to date'}")
+    print(f"{', '.join(str(p.relative_to(ROOT)) for p in PAGES)}: {'updated' if changed else 'already up to date'}")
     return 0
 
 

@@ -33,6 +33,8 @@ WORKERS = 2  # every multi-process server gets the same count: one per core here
 ROUTES = {"predict": "/predict", "v2": "/v2/models/iris/infer"}
 #: the gunicorn ceilings: the app in bench/peers/ceiling.py and the server's name
 CEILINGS = {"bare": "ceiling: gunicorn + bare WSGI", "echo": "ceiling: gunicorn + Flask echo"}
+#: stage 03 built without its request ids, access lines and metrics (app.py's OBSERVE): what they cost
+UNOBSERVED = "03 gunicorn, no logs or metrics"
 
 
 class Peer(ServerProcess):
@@ -88,7 +90,9 @@ def mlserver(model: Path, folder: Path) -> Peer:
 def servers(model: Path, workdir: Path, with_docker: bool) -> list[Server]:
     """Every server of the run, each on a free port of its own."""
     workers = {"WEB_CONCURRENCY": str(WORKERS)}
-    found = [Server(DevServer(model)), Server(Gunicorn(model, env=workers))]
+    unobserved = Gunicorn(model, env=workers, app='app:create_app({"OBSERVE": False})')
+    unobserved.name = UNOBSERVED
+    found = [Server(DevServer(model)), Server(Gunicorn(model, env=workers)), Server(unobserved, routes=("predict",))]
     if with_docker:
         # the stage-03 image with the model baked into it, as `make stage-4` runs it: nothing mounted
         found.append(Server(Container(None, env=workers, image=build_image())))
