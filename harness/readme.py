@@ -306,9 +306,14 @@ def window_table() -> str:
     metrics) as a Markdown table: what the layer's classes state, not a measurement."""
     from harness.layers import LAYERS  # the layers import the harness, this module among it
 
+    return window_markdown(*LAYERS.values())
+
+
+def window_markdown(*layers: type) -> str:
+    """``layers``' windows on the app (``Layer.window``) as a Markdown table, a row each."""
     rows = ["| layer | logs: where, and how to read them | health: what reports it | metrics: what collects them |",
             "|---|---|---|---|"]  # fmt: skip
-    for layer in LAYERS.values():
+    for layer in layers:
         w = layer.window
         rows.append(f"| {layer.name} | {w['logs']} | {w['health']} | {w['metrics']} |")
     return "\n".join(rows) + "\n"

@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,32 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 import logs as stage_logs  # 02_rest_api/logs.py, identical in every later stage
 from harness import logreader
 from harness import notice
+from harness import scrape
 from harness.core import wait_until
+from harness.load import EXAMPLE_ROW
 from harness.local import Gunicorn
-from harness.local import GunicornWithoutConfig
 
-ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-
-
-def predicted(metrics_text: str, endpoint: str = "/predict") -> float:
-    """iris_requests_total for ``endpoint``, summed over methods and statuses, read with the client's own parser."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(metrics_text)
-        for sample in family.samples
-        if sample.name == "iris_requests_total" and sample.labels["endpoint"] == endpoint
-    )
-
-
-def post_rows(base_url: str, count: int) -> None:
-    """``count`` single-row predictions from four clients at once: one client at a time would find the same
-    idle worker waiting in accept() every time, and the other would count nothing."""
-
-    def post(_: int) -> None:
-        requests.post(f"{base_url}/predict", json={"instances": [ROW]}, timeout=10).raise_for_status()
-
-    with ThreadPoolExecutor(4) as clients:
-        list(clients.map(post, range(count)))
+ROW = EXAMPLE_ROW
 
 
 def answering_pids(log: str) -> set[int]:
@@ -136,7 +115,7 @@ def test_metrics_are_prometheus_text_that_counts_requests_predictions_and_rows(c
     response = client.get("/metrics")
     assert response.status_code == 200 and response.content_type.startswith("text/plain")
     families = {family.name: family for family in text_string_to_metric_families(response.get_data(as_text=True))}
-    assert predicted(response.get_data(as_text=True)) - predicted(before) == 2
+    assert scrape.counted(response.get_data(as_text=True)) - scrape.counted(before) == 2
 
     def value(name: str, sample: str, **labels: str) -> float:
         return next(s.value for s in families[name].samples if s.name == sample and labels.items() <= s.labels.items())
@@ -152,18 +131,18 @@ def test_metrics_are_prometheus_text_that_counts_requests_predictions_and_rows(c
 @pytest.mark.slow
 def test_metrics_add_up_across_workers_and_survive_a_worker_killed_and_respawned(model_v1):
     with Gunicorn(model_v1, env={"WEB_CONCURRENCY": "2"}) as layer:
-        post_rows(layer.base_url, 40)
+        scrape.predict_rows(layer.base_url, 40)
         assert len(answering_pids(layer.log())) == 2, "both workers served"
-        scraped = [requests.get(f"{layer.base_url}/metrics", timeout=10).text for _ in range(4)]
-        assert {predicted(text) for text in scraped} == {40}, "every scrape, whichever worker answers it"
+        scraped = [scrape.scrape(layer.base_url) for _ in range(4)]
+        assert {scrape.counted(text) for text in scraped} == {40}, "every scrape, whichever worker answers it"
 
         victim, survivor = layer.workers()
         os.kill(victim, signal.SIGKILL)
         replacement = layer.wait_workers(1, exclude={victim, survivor})
         assert layer.wait_booted(replacement), "the new worker never loaded the model"
-        post_rows(layer.base_url, 10)
-        scraped = [requests.get(f"{layer.base_url}/metrics", timeout=10).text for _ in range(4)]
-        assert {predicted(text) for text in scraped} == {50}, "the dead worker's counts stay in the sum"
+        scrape.predict_rows(layer.base_url, 10)
+        scraped = [scrape.scrape(layer.base_url) for _ in range(4)]
+        assert {scrape.counted(text) for text in scraped} == {50}, "the dead worker's counts stay in the sum"
         families = text_string_to_metric_families(scraped[0])
         loaded = [s for f in families for s in f.samples if s.name == "iris_model_loaded"]
         assert [s.value for s in loaded] == [2.0], "live workers serving version 1: the dead one left the gauge"
@@ -173,12 +152,10 @@ def test_metrics_add_up_across_workers_and_survive_a_worker_killed_and_respawned
 
 @pytest.mark.slow
 def test_without_the_config_each_worker_reports_only_its_own_share(model_v1):
-    """The trap: gunicorn from the command line keeps one registry per worker, so a scrape sees one worker."""
-    with GunicornWithoutConfig(model_v1, env={"WEB_CONCURRENCY": "2"}) as layer:
-        post_rows(layer.base_url, 40)
-        assert len(answering_pids(layer.log())) == 2, "both workers served"
-        seen = {predicted(requests.get(f"{layer.base_url}/metrics", timeout=10).text) for _ in range(12)}
-    assert max(seen) < 40, f"a per-process registry cannot see the other worker's requests: {sorted(seen)}"
+    """The trap: gunicorn without gunicorn.conf.py keeps one registry per worker, so a scrape sees one worker."""
+    found = scrape.across_workers(model_v1, sent=40, scrapes=12)
+    assert set(found["summed"]) == {40}, found
+    assert max(found["per_process"]) < 40 and len(set(found["per_process"])) == 2, f"one worker's share each: {found}"
 
 
 @pytest.mark.slow
