@@ -20,6 +20,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from harness.core import Layer
@@ -131,3 +132,24 @@ def describe(result: dict[str, Any]) -> str:
         else f"no signal within {result['observed_s']:.0f} s"
     )
     return f"{seen}; {result['failed']} of {result['requests']} requests failed meanwhile"
+
+
+def markdown(results: dict[str, dict[str, Any]]) -> str:
+    """``every``'s results as a Markdown table, one row per fault (for the notebooks)."""
+    rows = [
+        "| fault | how | first signal | where | what it said | failed requests | longest without an answer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fault, r in results.items():
+        first = r["first_signal"]
+        when = f"**{first['at_s']:.1f} s**" if first else f"**never** (watched {r['observed_s']:.0f} s)"
+        where, said = (first["source"], first["text"][:100].replace("|", "/")) if first else ("-", "-")
+        rows.append(f"| {fault} | `{r['command'][:60]}` | {when} | {where} | {said} | {r['failed']} of "
+                    f"{r['requests']} | {r['longest_stall_s']:.1f} s |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def measured(layer: type[Layer], model: Path, observe: float = OBSERVE_S) -> dict[str, dict[str, Any]]:
+    """``every`` fault against a ``layer`` started for the purpose, serving ``model`` (a copy it may damage)."""
+    with layer(model) as started:
+        return every(started, observe=observe)

@@ -146,7 +146,14 @@ def interleaved_throughput(layers: list[Layer], rounds: int, seconds: float) -> 
 
 
 def measure_scenarios(
-    layer: Layer, variant: Layer | None, result: dict[str, Any], observe: float, hold: float, v1: Path, v2: Path
+    layer: Layer,
+    variant: Layer | None,
+    result: dict[str, Any],
+    observe: float,
+    hold: float,
+    v1: Path,
+    v2: Path,
+    notice_s: float = notice.OBSERVE_S,
 ) -> dict[str, Any]:
     """The scenarios that disturb a layer, in an order that leaves it usable to the end.
 
@@ -166,7 +173,7 @@ def measure_scenarios(
             with alternative(copy) as other:
                 result["upgrade_alternative"] = scenarios.upgrade(other, v2, timeline=TIMELINE_S)
         result["bad_release"] = releases.every(layer, v2.parent, observe=observe, timeline=TIMELINE_S, say=say)
-        result["notice"] = notice.every(layer, timeline=TIMELINE_S, say=say)
+        result["notice"] = notice.every(layer, observe=notice_s, timeline=TIMELINE_S, say=say)
     else:
         result["upgrade"] = {"applicable": False, "why": "no server: each program re-imports the model itself"}
         result["bad_release"] = {"applicable": False, "why": "no server: each program loads the model it is given"}
@@ -294,6 +301,7 @@ def run(
     hold: float = slowclients.HOLD_S,
     rounds: int = ROUNDS,
     stamp: dict[str, Any] | None = None,
+    notice_s: float = notice.OBSERVE_S,
 ) -> dict[str, Any]:
     """Measure ``stages`` and write the results file; return its content.
 
@@ -324,7 +332,7 @@ def run(
             result["throughput"] = [t for x in (layer, variant) if x is not None for t in rates.get(x.name, [])]
             if layer.serves_http and not wrk_available():
                 result["throughput_skipped"] = "wrk is not installed"
-            results["stages"].append(measure_scenarios(layer, variant, result, observe, hold, v1, v2))
+            results["stages"].append(measure_scenarios(layer, variant, result, observe, hold, v1, v2, notice_s))
             own.close()
     results["environment"]["scorecard_seconds"] = round(time.monotonic() - started, 1)
     for problem in implausible(results):
@@ -373,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         "--hold", type=float, default=slowclients.HOLD_S, help="seconds the slow clients hold their connections"
     )
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved throughput rounds (default {ROUNDS})")
+    parser.add_argument(
+        "--notice", type=float, default=notice.OBSERVE_S, help="seconds each fault is watched for its first signal"
+    )
     parser.add_argument("--tour", action="store_true", help="one request to each layer, then the last scorecard")
     args = parser.parse_args(argv)
     try:
@@ -388,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         # The committed results are published figures: a quiet machine, measured, and a run id.
         stamp = publish.stamp(publish.current()) if args.out.resolve() == RESULTS.resolve() else None
         settings = (max(1, args.seconds), max(1.0, args.observe), max(1.0, args.hold), max(1, args.rounds))
-        print(summary_table(run(stages, args.out, *settings, stamp=stamp)))
+        print(summary_table(run(stages, args.out, *settings, stamp=stamp, notice_s=max(1.0, args.notice))))
     except Busy as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1

@@ -31,8 +31,9 @@ def scorecard(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def test_scorecard_smoke_run_writes_every_figure(tmp_path):
     out = tmp_path / "scorecard.json"
     result = scorecard(
-        "--stages", "1,2,3", "--seconds", "1", "--rounds", "2", "--observe", "5", "--hold", "2", "--out", str(out)
-    )
+        "--stages", "1,2,3", "--seconds", "1", "--rounds", "2", "--observe", "5", "--hold", "2", "--notice", "8",
+        "--out", str(out),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[02 Flask dev server] crash under load" in result.stderr, "progress is visible"
     results = json.loads(out.read_text())
@@ -58,6 +59,13 @@ def test_scorecard_smoke_run_writes_every_figure(tmp_path):
         assert up["serves_new_version"] is True and up["ordinary_slowest_s"] > 0, up
     assert upgrade["failed"] == hup["failed"] == 0, (upgrade, hup)
     assert "upgrade_alternative" not in dev
+    # time to notice, beside the failed requests: the dev server has nothing that notices; gunicorn's master
+    # notices the crash loop's worker at once (its hung worker, at the default 30 s timeout, not within 8 s)
+    assert script["notice"]["applicable"] is False
+    assert dev["notice"]["hung"]["first_signal"] is None and dev["notice"]["crash_loop"]["first_signal"] is None
+    assert gunicorn["notice"]["crash_loop"]["first_signal"]["source"].startswith("log"), gunicorn["notice"]
+    assert all(n["requests"] > 0 for layer in (dev, gunicorn) for n in layer["notice"].values()), "under load"
+    assert dev["window"]["health"] and gunicorn["window"]["metrics"], "each layer's window is recorded"
     # bad releases: stage 03 verifies first (model.py install, gunicorn --check-config) and serves on;
     # stage 02 stops first, so the same refusal is an outage, and a bad setting one it cannot refuse
     for kind in releases.KINDS:
