@@ -23,10 +23,6 @@ from pathlib import Path
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
-# The app's JSON log format, beside this file: gunicorn starts in the stage folder (`make
-# stage-3`, the image's WORKDIR, or --chdir) and puts that folder on the import path first.
-from logs import JsonFormatter
-
 
 def _env_int(name: str, default: int, most: int | None = None) -> int:
     """A whole-number setting from the environment; a bad one stops gunicorn with one line naming it."""
@@ -143,12 +139,26 @@ class JsonLogger(Logger):
     """gunicorn's logger with every handler writing JSON lines (logs.JsonFormatter)."""
 
     def setup(self, cfg) -> None:
+        # The app's format (logs.py), imported here, when gunicorn runs: it starts in the stage folder (`make
+        # stage-3`, the image's WORKDIR, or --chdir) and puts that folder on the import path first. A program
+        # that only reads this file's settings (a notebook reads `workers`) needs neither.
+        from logs import JsonFormatter
+
         super().setup(cfg)
         for handler in self.error_log.handlers + self.access_log.handlers:
             handler.setFormatter(JsonFormatter())
 
 
 logger_class = JsonLogger
+
+
+def on_starting(server) -> None:
+    """In the master, before it starts: whatever it fails to catch is logged as one JSON record, not a
+    traceback over many lines. (gunicorn 27 can raise "App failed to load" a second time while it stops,
+    when several workers fail to boot at once.)"""
+    sys.excepthook = lambda kind, value, trace: server.log.critical(
+        "the master stopped on %s: %s", kind.__name__, value, exc_info=(kind, value, trace)
+    )
 # GUNICORN_LOGLEVEL: gunicorn's own levels (it would take an unknown one as "info" without a word).
 loglevel = _env_choice("GUNICORN_LOGLEVEL", "info", ("debug", "info", "warning", "error", "critical"))
 
@@ -200,31 +210,49 @@ def post_worker_init(worker) -> None:
 # --- Metrics across workers ----------------------------------------------------
 # Each worker counts its own requests; /metrics must report the server's. In
 # prometheus-client's multiprocess mode every worker writes its counts to files
-# in PROMETHEUS_MULTIPROC_DIR and /metrics adds them up (metrics.py). The library
-# chooses the mode when it is first imported, so the directory is set here, in the
-# master, before any worker imports the app. A fresh server gets a fresh directory
-# (stale counts would add up too); a HUP reload and a binary upgrade's new master
-# inherit it and keep counting. Set the variable yourself to choose the directory,
-# and empty it before each start. (https://prometheus.github.io/client_python/multiprocess/)
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"gunicorn-{port}-metrics-")
-    os.environ["IRIS_METRICS_DIR_MADE"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+# in PROMETHEUS_MULTIPROC_DIR and /metrics adds them up (metrics.py, which makes
+# the folder). The library chooses the mode when it is first imported, so gunicorn
+# sets the variable in the master (raw_env), before any worker imports the app.
+# A server gets a folder of its own, named after its master's PID: a HUP reload
+# (the same master) keeps it, and a binary upgrade's new master inherits it, so
+# counting goes on. Set the variable yourself to choose the folder, and empty it
+# before each start. (https://prometheus.github.io/client_python/multiprocess/)
+METRICS_PREFIX = f"gunicorn-{port}-"
+raw_env = [
+    "PROMETHEUS_MULTIPROC_DIR="
+    + os.environ.get(
+        "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"{METRICS_PREFIX}{os.getpid()}-metrics")
+    )
+]
 
 
 def child_exit(server, worker) -> None:
     """In the master, when a worker has exited: its live gauges leave the sum; its counts stay in it."""
-    from prometheus_client import multiprocess  # imported here, after the directory is set (see above)
+    from prometheus_client import multiprocess  # imported here, once raw_env has set the folder
 
     multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server) -> None:
-    """In the master, as it exits: remove the metrics directory it made, unless another master counts there
-    (the new master of a binary upgrade, or, in a new master that gave up, the old one serving on)."""
+    """In the master, as it exits: remove the metrics folder if it is one this file named, unless another
+    master counts there (the new master of a binary upgrade, or the old one serving on after a new one gave up)."""
     from prometheus_client import multiprocess
 
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if not os.path.isdir(folder):
+        return
     multiprocess.mark_process_dead(os.getpid())  # with preload_app the master loaded the model too
-    made = os.environ.get("IRIS_METRICS_DIR_MADE")
-    if made and made == os.environ["PROMETHEUS_MULTIPROC_DIR"] and not server.reexec_pid:
-        if not os.environ.get("GUNICORN_PID"):
-            shutil.rmtree(made, ignore_errors=True)
+    ours = os.path.basename(folder).startswith(METRICS_PREFIX) and folder.endswith("-metrics")
+    parent = os.environ.get("GUNICORN_PID")  # set in a new master until it takes over
+    if ours and not server.reexec_pid and not (parent and _alive(int(parent))):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -35,6 +35,8 @@ from prometheus_client import generate_latest
 from prometheus_client import multiprocess
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # text/plain; version=0.0.4
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # gunicorn.conf.py names the folder; the first process to count makes it
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 LABELS = ("endpoint", "method", "status")
 REQUESTS = Counter("iris_requests_total", "Requests answered", LABELS)
 DURATION = Histogram(

@@ -19,6 +19,9 @@ NOT_JSON = {
         r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[[a-z]+\] "
     ),
     "a bad setting's one-line message, written before logging starts": re.compile(r"^[Ee]rror: "),
+    "scripts/stage3_proxy.sh's one line for the person who started it (where each server listens)": re.compile(
+        r"^nginx on http://\S+ -> gunicorn on unix:"
+    ),
     "gunicorn started without gunicorn.conf.py (harness.local.GunicornWithoutConfig shows what that costs)": (
         re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[[A-Z]+\] ")
     ),

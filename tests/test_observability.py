@@ -146,8 +146,8 @@ def test_metrics_add_up_across_workers_and_survive_a_worker_killed_and_respawned
         families = text_string_to_metric_families(scraped[0])
         loaded = [s for f in families for s in f.samples if s.name == "iris_model_loaded"]
         assert [s.value for s in loaded] == [2.0], "live workers serving version 1: the dead one left the gauge"
-        assert list(Path(tempfile.gettempdir()).glob(f"gunicorn-{layer.port}-metrics-*")), "gunicorn.conf.py made it"
-    assert not list(Path(tempfile.gettempdir()).glob(f"gunicorn-{layer.port}-metrics-*")), "and removed it at exit"
+        assert list(Path(tempfile.gettempdir()).glob(f"gunicorn-{layer.port}-*-metrics")), "gunicorn.conf.py made it"
+    assert not list(Path(tempfile.gettempdir()).glob(f"gunicorn-{layer.port}-*-metrics")), "and removed it at exit"
 
 
 @pytest.mark.slow
