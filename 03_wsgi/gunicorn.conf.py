@@ -159,6 +159,8 @@ def on_starting(server) -> None:
     sys.excepthook = lambda kind, value, trace: server.log.critical(
         "the master stopped on %s: %s", kind.__name__, value, exc_info=(kind, value, trace)
     )
+
+
 # GUNICORN_LOGLEVEL: gunicorn's own levels (it would take an unknown one as "info" without a word).
 loglevel = _env_choice("GUNICORN_LOGLEVEL", "info", ("debug", "info", "warning", "error", "critical"))
 
