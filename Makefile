@@ -85,35 +85,23 @@ else
 	cd $(STAGE_3) && exec ../$(VENV)/bin/gunicorn -c gunicorn.conf.py "app:create_app()"
 endif
 
-# Stage 04: the tag is a hash of the files the image is built from (never
-# :latest), so an unchanged stage reuses the cached image. Two containers on one
-# user-defined network: the server (reachable as `app`, not published) and nginx
-# in front of it (04_container/proxy.Dockerfile), published on $HOST:$PORT.
-IMAGE_4 = $(shell $(PY) -m harness.container tag)
-PROXY_IMAGE_4 = $(shell $(PY) -m harness.proxy tag)
-CONTAINER_4 := iris-serving-stage4
-NETWORK_4 := iris-serving-stage4
+# Stage 04 with Docker Compose (04_container/compose.yaml): the server's container (not published)
+# and nginx's in front of it, on 127.0.0.1:$PORT, restarted unless stopped. Compose v2 is the
+# `docker compose` plugin; scripts/compose.sh builds it from its Go module where a machine has none.
+COMPOSE_4 := docker compose --file $(STAGE_4)/compose.yaml
 
 .PHONY: stage-4
-stage-4: $(STAMP) ## stage 04: build the images, run server + nginx detached on $HOST:$PORT (restart on crash), predict once
+stage-4: $(STAMP) ## stage 04: build both images and start server + nginx with Docker Compose on $HOST:$PORT, predict once
 	@$(PY) -m harness.container check
+	@bash scripts/compose.sh --check
 	@bash scripts/build_base_image.sh
-	docker build --tag $(IMAGE_4) $(STAGE_4)
-	docker build --file $(STAGE_4)/proxy.Dockerfile --tag $(PROXY_IMAGE_4) $(STAGE_4)
-	@docker rm --force $(CONTAINER_4)-proxy $(CONTAINER_4) >/dev/null 2>&1 || true
-	@docker network inspect $(NETWORK_4) >/dev/null 2>&1 || docker network create $(NETWORK_4)
-	docker run --detach --name $(CONTAINER_4) --restart on-failure --network $(NETWORK_4) --network-alias app $(IMAGE_4)
-	docker run --detach --name $(CONTAINER_4)-proxy --restart on-failure --network $(NETWORK_4) \
-	  --read-only --tmpfs /tmp --publish $(HOST):$(PORT):8080 $(PROXY_IMAGE_4)
+	HOST=$(HOST) PORT=$(PORT) $(COMPOSE_4) up --detach --build --wait
 	@$(PY) -m harness.container predict $(PORT)
-	@echo "logs: docker logs -f $(CONTAINER_4)  (nginx: $(CONTAINER_4)-proxy)    stop and remove: make stage-4-down"
+	@echo "logs: $(COMPOSE_4) logs --follow    stop and remove: make stage-4-down"
 
 .PHONY: stage-4-down
 stage-4-down: ## stop (gracefully) and remove the stage-04 containers and their network
-	@for c in $(CONTAINER_4)-proxy $(CONTAINER_4); do \
-	  docker stop $$c >/dev/null 2>&1 && docker rm $$c >/dev/null && echo "removed $$c" || echo "no $$c container"; \
-	done
-	@docker network rm $(NETWORK_4) >/dev/null 2>&1 && echo "removed network $(NETWORK_4)" || true
+	$(COMPOSE_4) down
 
 .PHONY: base-image
 base-image: ## python:3.11-slim without a registry: pull it, else build a stand-in from Debian packages

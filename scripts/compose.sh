@@ -34,11 +34,18 @@ if [[ ! -x "$CACHE/docker-compose" ]]; then
   export PATH="/usr/local/go/bin:$PATH" GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
   command -v go >/dev/null || { echo "compose.sh: no Go toolchain to build Compose $COMPOSE_VERSION with" >&2; exit 1; }
   echo "[compose $(date +%H:%M:%S)] building Docker Compose $COMPOSE_VERSION from $MODULE (once, cached in $CACHE)"
-  mkdir -p "$CACHE"
-  GOBIN="$CACHE/gobin" go install -trimpath -ldflags "-s -w -X $MODULE/internal.Version=$COMPOSE_VERSION" \
-    "$MODULE/cmd@$COMPOSE_VERSION"
-  mv "$CACHE/gobin/cmd" "$CACHE/docker-compose"
-  rmdir "$CACHE/gobin"
+  # `go install module/cmd@version` refuses a go.mod with exclude directives (Compose's has two): build it
+  # from a small module of our own that requires it and carries the same excludes, as its own build would.
+  src="$CACHE/src"
+  mkdir -p "$src"
+  gomod="$(go mod download -json "$MODULE@$COMPOSE_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')"
+  [[ -f "$gomod" ]] || { echo "compose.sh: could not download $MODULE@$COMPOSE_VERSION from the Go module proxy" >&2; exit 1; }
+  {
+    printf 'module build.local/compose\n\ngo %s\n\nrequire %s %s\n\n' "$(sed -n 's/^go //p' "$gomod")" "$MODULE" "$COMPOSE_VERSION"
+    sed -n '/^exclude (/,/^)/p' "$gomod"
+  } >"$src/go.mod"
+  (cd "$src" && go build -trimpath -ldflags "-s -w -X $MODULE/internal.Version=$COMPOSE_VERSION" \
+     -o "$CACHE/docker-compose" "$MODULE/cmd")
 fi
 mkdir -p "$PLUGINS"
 ln -sf "$CACHE/docker-compose" "$PLUGINS/docker-compose"

@@ -8,6 +8,8 @@ reason; in CI (tests/conftest.py REQUIRE_DOCKER) it fails instead.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,21 +17,27 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from harness import releases
 from harness import scenarios
 from harness.container import BASE_IMAGE
 from harness.container import Container
+from harness.container import docker
 from harness.container import image_config
 from harness.container import image_size
 from harness.core import wait_until
 from harness.golden import mismatches
 from harness.layers import BIN
+from harness.layers import ROOT
 from harness.layers import STAGES
+from harness.layers import free_port
 from harness.load import EXAMPLE_LABEL
 from harness.load import EXAMPLE_ROW
 from harness.load import send_in_background
 from tests.test_wsgi import BAD_SETTINGS
+
+REQUIRED_IN_CI = os.environ.get("CI") == "true"
 
 pytestmark = pytest.mark.docker
 MB = 1_000_000
@@ -231,3 +239,35 @@ def _real_uid(pid: int) -> int:
         if line.startswith("Uid:"):
             return int(line.split()[1])
     raise AssertionError(f"no Uid line for pid {pid}")
+
+
+@pytest.fixture(scope="module")
+def compose(docker_engine) -> None:
+    """Docker Compose v2 answers (`scripts/compose.sh --check`): skipped without it, required in CI."""
+    check = subprocess.run(["bash", "scripts/compose.sh", "--check"], cwd=ROOT, capture_output=True, text=True)
+    if check.returncode != 0:
+        if REQUIRED_IN_CI:
+            pytest.fail(f"CI requires Docker Compose v2: {check.stderr.strip()}", pytrace=False)
+        pytest.skip(check.stderr.strip())
+
+
+def test_make_stage_4_starts_the_compose_stack_hardened_and_down_removes_it(compose):
+    port = str(free_port())
+    up = subprocess.run(["make", "-s", "stage-4", f"PORT={port}"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=900)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        assert '"label": "setosa"' in up.stdout, up.stdout[-1000:]
+        for name in ("iris-serving-stage4", "iris-serving-stage4-proxy"):
+            host = json.loads(docker("inspect", name).stdout)[0]["HostConfig"]
+            assert host["RestartPolicy"]["Name"] == "unless-stopped" and host["ReadonlyRootfs"], host
+            assert host["CapDrop"] == ["ALL"] and "no-new-privileges:true" in host["SecurityOpt"], host
+        published = json.loads(docker("inspect", "iris-serving-stage4").stdout)[0]["NetworkSettings"]["Ports"]
+        assert not any(published.values()), f"only nginx is published: {published}"
+        answer = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=10)
+        assert answer.status_code == 200 and answer.headers["X-Request-ID"], "through nginx to the app"
+    finally:
+        down = subprocess.run(["make", "-s", "stage-4-down"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    left = docker("ps", "--all", "--filter", "name=iris-serving-stage4", "--format", "{{.Names}}").stdout.split()
+    assert not left, f"make stage-4-down left {left}"

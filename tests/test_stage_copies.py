@@ -105,8 +105,8 @@ def test_stage_requirements_pin_every_dependency(stage):
 ADDS = {
     "02_rest_api": {"requirements.txt", "app.py", "inputs.py", "logs.py", "metrics.py", "v2.py", "openapi.json"},
     "03_wsgi": {"requirements.txt", "gunicorn.conf.py", "nginx.conf"},
-    "04_container": {"requirements.txt", "Dockerfile", "proxy.Dockerfile", ".dockerignore"},
-    "05_kubernetes": {"kind.sh", "k8s"},
+    "04_container": {"requirements.txt", "Dockerfile", "proxy.Dockerfile", ".dockerignore", "compose.yaml"},
+    "05_kubernetes": {"kind.sh", "k8s", "compose.yaml"},  # compose.yaml goes: k8s/ takes its place
 }
 SHOWN = [stage for stage, folder in STAGES.items() if folder.name in ADDS and folder.is_dir()]
 
