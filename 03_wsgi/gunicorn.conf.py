@@ -154,11 +154,16 @@ logger_class = JsonLogger
 
 def on_starting(server) -> None:
     """In the master, before it starts: whatever it fails to catch is logged as one JSON record, not a
-    traceback over many lines. (gunicorn 27 can raise "App failed to load" a second time while it stops,
-    when several workers fail to boot at once.)"""
-    sys.excepthook = lambda kind, value, trace: server.log.critical(
-        "the master stopped on %s: %s", kind.__name__, value, exc_info=(kind, value, trace)
-    )
+    traceback over many lines, and what its stop would have done is done (its PID file, on_exit). gunicorn 27
+    can raise "App failed to load" a second time while it stops, when several workers fail to boot at once."""
+
+    def uncaught(kind, value, trace) -> None:
+        server.log.critical("the master stopped on %s: %s", kind.__name__, value, exc_info=(kind, value, trace))
+        if server.pidfile is not None:
+            server.pidfile.unlink()
+        on_exit(server)
+
+    sys.excepthook = uncaught
 
 
 # GUNICORN_LOGLEVEL: gunicorn's own levels (it would take an unknown one as "info" without a word).
