@@ -148,6 +148,11 @@ def build_model_image(base_image: str, model: Path, tag: str | None = None) -> s
     return tag
 
 
+#: pod events that say nothing about the pod's health: the local cluster runs no cluster DNS, so the kubelet
+#: warns about every new pod (scripts/local-cluster)
+UNRELATED = {"MissingClusterDNS"}
+
+
 class Cluster(Layer):
     """Stage 05: the stage-04 image as a Deployment on a real cluster (kind, or the local one).
 
@@ -277,13 +282,14 @@ class Cluster(Layer):
         return self.rollback()
 
     def operator_signals(self, since: float) -> list[dict[str, Any]]:
-        """The namespace's Warning events since ``since`` (a probe failing, a container backing off) and every
-        pod's server log lines at WARNING or worse (the previous container's too, where it restarted)."""
+        """The namespace's Warning events about pods since ``since`` (a probe failing, a container backing off)
+        and every pod's server log lines at WARNING or worse (the previous container's too, where it restarted)."""
         found = []
         events = json.loads(kubectl("get", "events", "-n", NAMESPACE, "-o", "json", check=False) or "{}")
         for event in events.get("items", []):
             at = parse_time(event.get("eventTime") or event.get("lastTimestamp") or "")
-            if event.get("type") == "Warning" and at is not None and at >= int(since):
+            about_a_pod = event["involvedObject"].get("kind") == "Pod" and event.get("reason") not in UNRELATED
+            if event.get("type") == "Warning" and about_a_pod and at is not None and at >= int(since):
                 found.append({"at_s": round(max(at - since, 0.0), 3),
                               "source": f"kubectl get events ({event['involvedObject'].get('name', '?')})",
                               "text": f"{event.get('reason')}: {event.get('message', '')}".strip()})  # fmt: skip
