@@ -155,7 +155,8 @@ def test_without_the_config_each_worker_reports_only_its_own_share(model_v1):
     """The trap: gunicorn without gunicorn.conf.py keeps one registry per worker, so a scrape sees one worker."""
     found = scrape.across_workers(model_v1, sent=40, scrapes=12)
     assert set(found["summed"]) == {40}, found
-    assert max(found["per_process"]) < 40 and len(set(found["per_process"])) == 2, f"one worker's share each: {found}"
+    # each scrape is one worker's share, never the total (often the same worker's: an idle one waits in accept())
+    assert 0 < min(found["per_process"]) and max(found["per_process"]) < 40, f"one worker's share each: {found}"
 
 
 @pytest.mark.slow
