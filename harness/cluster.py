@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness import logreader
 from harness import podwindow
 from harness.container import build_image
@@ -185,6 +187,16 @@ class Cluster(Layer):
         "/metrics for a Prometheus to scrape (none is installed here)",
     }
 
+    configuration = ("k8s/base/*.yaml", "k8s/base/*.env")
+    concepts = (
+        "image (loaded into the node: no registry)", "Pod", "Deployment and its ReplicaSets",
+        "rolling update (maxSurge, maxUnavailable)", "Service (NodePort) and its EndpointSlices",
+        "startup, readiness and liveness probes", "ConfigMap (configMapGenerator)", "kustomize", "Namespace",
+        "NetworkPolicy", "PodDisruptionBudget", "HorizontalPodAutoscaler and metrics-server",
+        "resource requests and limits", "securityContext", "preStop and the grace period", "sidecar container",
+        "events", "node", "kubectl",
+    )  # fmt: skip
+
     def __init__(self, model_path: Path | None = None, *, image: str | None = None):
         """``model_path`` None serves the model baked into ``image`` (default: the stage-04 image); a path
         is baked into an image of its own on start. The port is the Service's, 8000; the app and its
@@ -264,11 +276,13 @@ class Cluster(Layer):
         if target == "pod":
             kubectl("delete", "pod", "-n", NAMESPACE, name, "--grace-period=0", "--force", "--wait=false")
             return f"kubectl delete pod -n {NAMESPACE} {name} --grace-period=0 --force"
-        victim = pid1 if target == "server" else workers[0]
-        os.kill(victim, sig)
-        self.signalled = [victim]
-        role = "master" if target == "server" else "worker"
-        return f"{kill(sig)} {victim}    # host PID of gunicorn's {role} in {name}"
+        # Hanging the server hangs all of it: a master stopped alone leaves its workers serving.
+        victims = [workers[0]] if target == "worker" else [pid1] if sig == signal.SIGKILL else [pid1, *workers]
+        for pid in victims:
+            os.kill(pid, sig)
+        self.signalled = victims
+        role = "worker" if target == "worker" else "master" if len(victims) == 1 else "master and workers"
+        return f"{kill(sig)} {' '.join(map(str, victims))}    # host PIDs of gunicorn's {role} in {name}"
 
     def crash_loop(self) -> str:
         """The model file lives in the image here, so a damaged one arrives the way any model does: in a new
@@ -333,6 +347,21 @@ class Cluster(Layer):
         """A pod's death five times: when the pod turned unready, when kube-proxy's rules forgot it, and the
         requests that failed meanwhile (harness.podwindow)."""
         return podwindow.repeat(self)
+
+    def scale(self, replicas: int | None) -> str:
+        """Raise the autoscaler's floor to ``replicas`` (None: the manifests' floor again). With an HPA, that is
+        how capacity is added: `kubectl scale` would be undone by the HPA at its next look."""
+        hpa = yaml.safe_load((K8S / "base" / "hpa.yaml").read_text())["spec"]
+        floor = replicas or hpa["minReplicas"]
+        patch = json.dumps({"spec": {"minReplicas": floor, "maxReplicas": max(floor, hpa["maxReplicas"])}})
+        kubectl("patch", "hpa", DEPLOYMENT, "-n", NAMESPACE, "--type=merge", "--patch", patch)
+        return f"kubectl patch hpa {DEPLOYMENT} -n {NAMESPACE} --type=merge --patch '{patch}'"
+
+    def serving_instances(self) -> list[str]:
+        return [p["metadata"]["name"] for p in self.serving_pods()]
+
+    def instance_log(self, instance: str) -> str:
+        return kubectl("logs", "-n", NAMESPACE, instance, "-c", "server", check=False)
 
     def delete_pod(self, wait: bool = True) -> str:
         """Delete one pod gracefully (preStop, SIGTERM, grace period); return its name."""

@@ -298,7 +298,8 @@ class Container(Layer):
         return found
 
     def crash(self, target: str = "server", sig: int = signal.SIGKILL) -> str:
-        """SIGKILL PID 1, gunicorn's master ("server"), or one of its workers, from the host.
+        """SIGKILL PID 1, gunicorn's master ("server"), or one of its workers, from the host (``sig`` SIGSTOP:
+        the worker, or the master and every worker, stop answering and stay).
 
         (`docker kill` would count as a manual stop: no restart.) The restart
         policy restarts a container whose PID 1 died; the master replaces a worker.
@@ -307,10 +308,13 @@ class Container(Layer):
         pid1 = self.pid1()
         workers = children(pid1)
         self.crashed = Crashed(target, workers)
-        victim = pid1 if target == "server" else workers[0]
-        os.kill(victim, sig)
-        self.signalled = [victim]
-        return f"{kill(sig)} {victim}    # host PID of the container's {'PID 1' if target == 'server' else 'worker'}"
+        # Hanging the server hangs all of it: a master stopped alone leaves its workers serving.
+        victims = [workers[0]] if target == "worker" else [pid1] if sig == signal.SIGKILL else [pid1, *workers]
+        for pid in victims:
+            os.kill(pid, sig)
+        self.signalled = victims
+        what = "worker" if target == "worker" else "PID 1" if len(victims) == 1 else "PID 1 and workers"
+        return f"{kill(sig)} {' '.join(map(str, victims))}    # host PIDs of the container's {what}"
 
     def recovered(self) -> bool:
         """As many workers as before the crash, the new ones booted, and ready."""

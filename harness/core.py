@@ -266,6 +266,10 @@ class Layer:
     #: an operator's window on the app at this layer: where its "logs" go and how to read them, what reports
     #: its "health", what collects its "metrics"; where the layer offers nothing, it says so
     window: dict[str, str] = {}
+    #: the files a reader writes to run this layer, beyond the app (globs in its stage folder; harness.versus
+    #: counts their lines), and the concepts they must learn to write and run them
+    configuration: tuple[str, ...] = ()
+    concepts: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -388,6 +392,19 @@ class Layer:
 
     def serving_pids(self) -> list[int]:
         """Host PIDs whose memory and CPU count as the server's ([] when they cannot be seen from here)."""
+        raise NotImplementedError
+
+    def scale(self, replicas: int | None) -> str:
+        """At least ``replicas`` server instances with the layer's own mechanism (None: as many as its
+        configuration says); return the command, without waiting for them."""
+        raise NotImplementedError
+
+    def serving_instances(self) -> list[str]:
+        """The names of the server instances (containers, pods) running now."""
+        raise NotImplementedError
+
+    def instance_log(self, instance: str) -> str:
+        """What one server instance wrote so far (its JSON lines)."""
         raise NotImplementedError
 
     def cost(self) -> dict[str, Any]:

@@ -61,6 +61,11 @@ def _file_diffs(a: int, b: int) -> dict[str, str]:
     return chunks
 
 
+def setting_lines(path: Path) -> int:
+    """Lines of a configuration file (YAML, .env) that say something: blank lines and comments not counted."""
+    return sum(1 for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
 def is_doc(path: str) -> bool:
     """Whether a changed file is documentation (shown as a count by default), not code or configuration."""
     return path.endswith(DOC_SUFFIXES)

@@ -9,6 +9,7 @@ Tests and notebooks import the layers and the helpers they use with them from he
 from __future__ import annotations
 
 from harness.cluster import Cluster
+from harness.compose import ComposeStack
 from harness.container import Container
 from harness.core import APP
 from harness.core import BIN
@@ -30,15 +31,17 @@ from harness.proxy import GunicornBehindNginx
 from harness.proxy import ProxiedContainer
 
 __all__ = [
-    "APP", "BIN", "ROOT", "STAGES", "Cluster", "Container", "DevServer", "Gunicorn", "GunicornBehindNginx",
-    "InProcess", "Layer", "LayerError", "ProxiedContainer", "children", "cpu_seconds", "free_port", "model_module",
-    "process_memory", "train_model", "wait_until",
+    "APP", "BIN", "ROOT", "STAGES", "Cluster", "ComposeStack", "Container", "DevServer", "Gunicorn",
+    "GunicornBehindNginx", "InProcess", "Layer", "LayerError", "ProxiedContainer", "children", "cpu_seconds",
+    "free_port", "model_module", "process_memory", "train_model", "wait_until",
 ]  # fmt: skip
 
 LAYERS: dict[int, type[Layer]] = {1: InProcess, 2: DevServer, 3: Gunicorn, 4: Container, 5: Cluster}
 # The layers whose own server holds a worker per connection, behind the proxy that buffers for them.
 # (Stage 05's pods have it as a sidecar already: Cluster.behind_proxy.)
 PROTECTED: dict[int, type[Layer]] = {3: GunicornBehindNginx, 4: ProxiedContainer}
+# What a reader would run instead of stage 05 on one machine: stage 04's compose.yaml (harness.versus).
+COMPOSE: type[Layer] = ComposeStack
 
 
 def layer_class(stage: int) -> type[Layer]:

@@ -25,6 +25,7 @@ from harness.core import STAGES
 from harness.core import LayerError
 from harness.core import free_port
 from harness.core import wait_ready
+from harness.diff import setting_lines
 from harness.kube import K8S
 from harness.kube import KUBERNETES_VERSION
 from harness.kube import kubectl
@@ -55,12 +56,7 @@ def validate(objects: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -
 def config_lines() -> dict[str, int]:
     """Lines of configuration per file of k8s/ (YAML and .env), blank lines and comments not counted."""
     files = sorted(p for p in K8S.rglob("*") if p.suffix in (".yaml", ".env"))
-    return {
-        str(p.relative_to(STAGES[5])): sum(
-            1 for line in p.read_text().splitlines() if line.strip() and not line.strip().startswith("#")
-        )
-        for p in files
-    }
+    return {str(p.relative_to(STAGES[5])): setting_lines(p) for p in files}
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

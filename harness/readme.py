@@ -26,7 +26,7 @@ from harness.spread import ratio
 
 BLOCK = re.compile(r"(<!-- figures:(\w+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 #: the blocks rendered here, from the scorecard (bench.readme renders the bench's, EXERCISES.md has its own)
-OURS = re.compile(r"table|window|stage\d|slow\d")
+OURS = re.compile(r"table|window|versus|decide|stage\d|slow\d")
 #: the layer the others are compared with, route by route
 BARE = "03 gunicorn"
 
@@ -325,6 +325,16 @@ def render(name: str, results: dict[str, Any]) -> str:
         return f"```\n{summary_table(results)}\n```\n"
     if name == "window":
         return window_table()
+    if name == "decide":
+        from harness import decide  # a reader's situations against these results
+
+        return f"{decide.markdown(decide.EXAMPLES, results)}\n({run_line(results)}; rerun `make results` to refresh.)\n"
+    if name == "versus":
+        from harness import versus  # it imports the layers, which import this module
+
+        if not results.get("versus", {}).get("layers"):
+            return "- Not measured in the last scorecard run: it needs a Docker engine with Compose and a cluster.\n"
+        return f"{versus.markdown(results['versus'])}\n\n({run_line(results)}; rerun `make results` to refresh.)\n"
     if name.startswith("slow"):
         stage = _stage(results, int(name.removeprefix("slow")))
         lines = _slow_clients(stage) if stage else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import time
 from importlib import metadata
@@ -94,8 +95,10 @@ def crash(
     observe: float = OBSERVE_S,
     warmup: float = 0.5,
     timeline: float | None = None,
+    sig: int = signal.SIGKILL,
 ) -> dict[str, Any]:
     """SIGKILL ``target`` of ``layer`` (its serving process, or a worker) under load; watch ``observe`` s.
+    (``sig`` SIGSTOP hangs it instead; the caller resumes it: ``Layer.resume``.)
 
     Load runs for ``warmup`` s, ``layer.crash(target)`` fires, then the load
     goes on for ``observe`` s whatever happens, the same window for every
@@ -109,7 +112,7 @@ def crash(
     with LoadRun(layer.base_url, clients=clients, max_seconds=warmup + observe + 5) as run:
         time.sleep(warmup)
         crashed_at = time.monotonic()
-        command = layer.crash(target)
+        command = layer.crash(target, sig)
         recovered = wait_until(layer.recovered, timeout=observe, interval=layer.poll_interval)
         recovery = time.monotonic() - crashed_at
         time.sleep(max(0.0, crashed_at + observe - time.monotonic()))

@@ -30,6 +30,7 @@ from harness import readme
 from harness import releases
 from harness import scenarios
 from harness import slowclients
+from harness import versus
 from harness.core import ROOT
 from harness.core import STAGES
 from harness.core import Layer
@@ -334,6 +335,9 @@ def run(
                 result["throughput_skipped"] = "wrk is not installed"
             results["stages"].append(measure_scenarios(layer, variant, result, observe, hold, v1, v2, notice_s))
             own.close()
+        if {4, 5} <= set(chosen):  # what a reader weighs stage 05 against: stage 04 with Compose
+            say("[versus] Kubernetes against Docker Compose, the same scenarios in one run")
+            results["versus"] = versus.both(v1, v2, Path(tmp), say=say)
     results["environment"]["scorecard_seconds"] = round(time.monotonic() - started, 1)
     for problem in implausible(results):
         say(f"warning: implausible figure: {problem}")
