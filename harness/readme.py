@@ -26,7 +26,7 @@ from harness.spread import ratio
 
 BLOCK = re.compile(r"(<!-- figures:(\w+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 #: the blocks rendered here, from the scorecard (bench.readme renders the bench's, EXERCISES.md has its own)
-OURS = re.compile(r"table|window|versus|decide|stage\d|slow\d")
+OURS = re.compile(r"table|window|versus|decide|capacity|stage\d|slow\d")
 #: the layer the others are compared with, route by route
 BARE = "03 gunicorn"
 
@@ -329,6 +329,12 @@ def render(name: str, results: dict[str, Any]) -> str:
         from harness import decide  # a reader's situations against these results
 
         return f"{decide.markdown(decide.EXAMPLES, results)}\n({run_line(results)}; rerun `make results` to refresh.)\n"
+    if name == "capacity":
+        from harness import capacity  # it imports the cluster's layer, which imports this module
+
+        if not results.get("capacity"):
+            return "- Not measured in the last scorecard run: it needs a cluster.\n"
+        return f"{capacity.markdown(results['capacity'])}\n({run_line(results)}; rerun `make results` to refresh.)\n"
     if name == "versus":
         from harness import versus  # it imports the layers, which import this module
 

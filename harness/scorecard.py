@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import capacity
 from harness import notice
 from harness import publish
 from harness import readme
@@ -338,6 +339,10 @@ def run(
         if {4, 5} <= set(chosen):  # what a reader weighs stage 05 against: stage 04 with Compose
             say("[versus] Kubernetes against Docker Compose, the same scenarios in one run")
             results["versus"] = versus.both(v1, v2, Path(tmp), say=say)
+        if 5 in chosen:  # scaling as capacity: replicas under CPU limits, workers against replicas
+            say("[capacity] requests served against replicas at 500m each; 2 workers x 1 pod against 1 x 2")
+            with layer_class(5)() as cluster:
+                results["capacity"] = {"curve": capacity.curve(cluster), "shapes": capacity.shapes(cluster)}
     results["environment"]["scorecard_seconds"] = round(time.monotonic() - started, 1)
     for problem in implausible(results):
         say(f"warning: implausible figure: {problem}")
