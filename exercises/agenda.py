@@ -27,7 +27,7 @@ AGENDAS: dict[str, list[tuple[str, int | tuple[str, ...]]]] = {
         ("Stage 04: README, `make stage-4`, `make diff A=3 B=4`", 15),
         ("Stage 04 exercises", ("04.1", "04.2")),
         ("Stage 05 on the projector: `make stage-5`, delete a pod under load, 05.1 and 05.3 live", 30),
-        ("The scorecard (`notebooks/00_scorecard.ipynb`): what each layer bought and cost", 20),
+        ("Closing: the scorecard (`notebooks/00_scorecard.ipynb`), then exercise", ("05.4",)),
     ],
     "full_day": [
         ("Welcome, `make setup`, `make tour`", 15),
@@ -43,8 +43,8 @@ AGENDAS: dict[str, list[tuple[str, int | tuple[str, ...]]]] = {
         ("Stage 04 exercises", ("04.1", "04.2", "04.3")),
         ("Break", 15),
         ("Stage 05: README, `make stage-5`", 15),
-        ("Stage 05 exercises", ("05.1", "05.2", "05.3", "05.4")),
-        ("The scorecard, wrap-up", 20),
+        ("Stage 05 exercises", ("05.1", "05.2", "05.3", "05.5")),
+        ("Closing: the scorecard, then exercise", ("05.4",)),
     ],
 }
 AGENDA_START = 9 * 60  # 09:00

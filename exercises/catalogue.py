@@ -26,6 +26,7 @@ from exercises.checks.stage05 import check_05_1
 from exercises.checks.stage05 import check_05_2
 from exercises.checks.stage05 import check_05_3
 from exercises.checks.stage05 import check_05_4
+from exercises.checks.stage05 import check_05_5
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ EXERCISES = {
             "05.2", 30, "core", "cluster", False, check_05_2, "model version 2 rolled out with zero failed requests"
         ),
         Exercise("05.3", 15, "core", "cluster", True, check_05_3, "a bad release at 04 and 05, and the way back"),
-        Exercise("05.4", 25, "stretch", "cluster", False, check_05_4, "an HPA that scales on memory too"),
+        Exercise("05.4", 20, "core", "", True, check_05_4, "which layer for this service? the figures decide"),
+        Exercise("05.5", 25, "stretch", "cluster", False, check_05_5, "an HPA that scales on memory too"),
     )
 }

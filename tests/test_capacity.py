@@ -11,6 +11,7 @@ from harness.spread import differs
 pytestmark = pytest.mark.cluster
 
 
+@pytest.mark.timeout(900)  # a rollout, then four counts of replicas twice
 def test_replicas_add_capacity_until_their_limits_fill_the_node(cluster):
     result = capacity.curve(cluster, replicas=(1, 2, 4, 6), rounds=2, seconds=3.0)
     print(capacity.markdown({"curve": result}))

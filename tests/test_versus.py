@@ -20,6 +20,7 @@ pytestmark = pytest.mark.cluster
 WINDOWS = {"crash": 10.0, "hung_worker": 40.0, "hung_server": 60.0, "config": 60.0, "scale": 30.0, "upgrade": 60.0}
 
 
+@pytest.mark.timeout(1500)  # both stacks through six scenarios: about ten minutes
 def test_compose_and_kubernetes_go_through_the_same_scenarios_in_one_run(tmp_path):
     require(COMPOSE)
     require(LAYERS[5])

@@ -22,6 +22,7 @@ from exercises.common import post
 from exercises.common import rows
 from exercises.common import serving
 from exercises.common import train
+from harness import decide
 from harness import releases
 from harness.core import LayerError
 from harness.core import wait_until
@@ -73,7 +74,7 @@ def check_05_2(folder: Path) -> None:
         raise Fail(f"model versions {sorted(versions)} after the rollout", "every pod answering version 2")
 
 
-def check_05_4(folder: Path) -> None:
+def check_05_5(folder: Path) -> None:
     """The HPA scales on memory as well as CPU, and reads a current value for both."""
     hpa = next((o for o in render(folder) if o["kind"] == "HorizontalPodAutoscaler"), None)
     metrics = {m.get("resource", {}).get("name") for m in (hpa or {}).get("spec", {}).get("metrics", [])}
@@ -125,3 +126,37 @@ def check_05_3(folder: Path) -> None:
             failed = releases.bad_release(layer, "broken", Path(tmp), clients=2, observe=3)["failed"] > 0
     if given["failed_at_04"] is not failed:
         raise Fail(f"failed_at_04 = {given['failed_at_04']!r}", "what `harness.releases broken --stage 4` printed")
+
+
+#: 05.4's service, as the exercise describes it (harness.decide's terms)
+CLINIC = decide.Situation(
+    "a clinic's triage API: no failed request in the weekly model release, a crash heals without a person, "
+    "300 requests/s at the peak, a steady load, and the hospital's platform team runs a cluster",
+    failed_ok=False, max_stall_s=2.0, recover_alone=True, peak_rps=300, load_varies=False, cluster_team=True,
+)  # fmt: skip
+
+
+def check_05_4(folder: Path) -> None:
+    """Question: which layer should the clinic run, and which constraint rules out each cheaper layer, according
+    to the committed figures (results/scorecard.json, read by harness.decide as the reader's run reads them)?"""
+    given = answers(folder, "05.4", ("layer", "rules_out_03", "rules_out_04"))
+    decision = decide.decide(CLINIC, decide.load())
+    by_number = {name.split()[0]: name for name in decision["checks"]}  # "05" -> "05 Kubernetes (local)"
+    chosen = by_number.get(str(given["layer"]).strip().split()[0].zfill(2))
+    if chosen is None:
+        raise Fail(f"layer = {given['layer']!r}", f"one of {', '.join(by_number)}")
+    unmet = [c for c in decision["checks"][chosen] if not c["met"]]
+    if unmet:
+        raise Fail(f"layer = {given['layer']!r} fails \"{unmet[0]['what']}\" ({unmet[0]['because']})",
+                   "a layer that meets every constraint")  # fmt: skip
+    if chosen != decision["answer"]:
+        raise Fail(f"layer = {given['layer']!r}", f"the cheapest layer that meets them: {decision['answer']} does")
+    for number in ("03", "04"):
+        if number not in by_number or by_number[number] == chosen:
+            continue
+        said = " ".join(str(given[f"rules_out_{number}"]).lower().split())
+        fails = [c["what"] for c in decision["checks"][by_number[number]] if not c["met"]]
+        if said not in [f.lower() for f in fails]:
+            raise Fail(f"rules_out_{number} = {given[f'rules_out_{number}']!r}",
+                       f"one of the constraints stage {number} fails: `python -m harness.decide` with the clinic's "
+                       "answers lists them")  # fmt: skip
