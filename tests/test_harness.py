@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ class NeverRecovers(Layer):
     def stop(self, timeout: float = 30.0) -> None:
         pass
 
-    def crash(self, target: str = "server") -> str:
+    def crash(self, target: str = "server", sig: int = signal.SIGKILL) -> str:
         return "nothing"
 
     def recovered(self) -> bool:
