@@ -7,6 +7,10 @@ read offline are harness.manifests; the autoscaling experiment is in
 harness.scenarios with the others.
 
     python -m harness.cluster image   # build (or reuse) the stage-04 image, print its tag
+
+(Past 400 lines: the Cluster layer keeps, next to it, the measurements that need its internals
+(the control plane's cost, the images it bakes a model into); the scaling experiments went to
+harness.capacity, the manifests' offline checks to harness.manifests.)
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from harness.core import kill
 from harness.core import model_module
 from harness.core import process_memory
 from harness.core import procfs
+from harness.core import signal_gunicorn
 from harness.core import train_model
 from harness.core import wait_ready
 from harness.kube import CLUSTER_NAME
@@ -276,13 +281,8 @@ class Cluster(Layer):
         if target == "pod":
             kubectl("delete", "pod", "-n", NAMESPACE, name, "--grace-period=0", "--force", "--wait=false")
             return f"kubectl delete pod -n {NAMESPACE} {name} --grace-period=0 --force"
-        # Hanging the server hangs all of it: a master stopped alone leaves its workers serving.
-        victims = [workers[0]] if target == "worker" else [pid1] if sig == signal.SIGKILL else [pid1, *workers]
-        for pid in victims:
-            os.kill(pid, sig)
-        self.signalled = victims
-        role = "worker" if target == "worker" else "master" if len(victims) == 1 else "master and workers"
-        return f"{kill(sig)} {' '.join(map(str, victims))}    # host PIDs of gunicorn's {role} in {name}"
+        self.signalled, role = signal_gunicorn(pid1, workers, target, sig)
+        return f"{kill(sig)} {' '.join(map(str, self.signalled))}    # host PIDs of gunicorn's {role} in {name}"
 
     def crash_loop(self) -> str:
         """The model file lives in the image here, so a damaged one arrives the way any model does: in a new

@@ -8,6 +8,9 @@ MODEL_PATH, so one image serves version 1 or version 2.
     python -m harness.container check          # is a Docker engine answering? (one line)
     python -m harness.container tag            # the image tag for the current files
     python -m harness.container predict PORT   # wait until ready, print one prediction
+
+(Past 400 lines: the Container layer and the image it runs, built and tagged here: the proxy,
+Compose and the cluster layers reuse both, so they stay together.)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from harness.core import kill
 from harness.core import namespace_pid
 from harness.core import process_memory
 from harness.core import procfs
+from harness.core import signal_gunicorn
 from harness.core import wait_ready
 from harness.golden import load_golden
 from harness.logreader import parse_time
@@ -308,13 +312,8 @@ class Container(Layer):
         pid1 = self.pid1()
         workers = children(pid1)
         self.crashed = Crashed(target, workers)
-        # Hanging the server hangs all of it: a master stopped alone leaves its workers serving.
-        victims = [workers[0]] if target == "worker" else [pid1] if sig == signal.SIGKILL else [pid1, *workers]
-        for pid in victims:
-            os.kill(pid, sig)
-        self.signalled = victims
-        what = "worker" if target == "worker" else "PID 1" if len(victims) == 1 else "PID 1 and workers"
-        return f"{kill(sig)} {' '.join(map(str, victims))}    # host PIDs of the container's {what}"
+        self.signalled, role = signal_gunicorn(pid1, workers, target, sig)
+        return f"{kill(sig)} {' '.join(map(str, self.signalled))}    # host PIDs of the container's gunicorn {role}"
 
     def recovered(self) -> bool:
         """As many workers as before the crash, the new ones booted, and ready."""

@@ -4,6 +4,10 @@ A layer is started, loaded, broken and upgraded through the same methods, so a
 scenario (harness.scenarios) runs unchanged against every stage. What differs
 between layers is declared as data on the class (``serves_http``,
 ``crash_targets``), never asked with ``if stage == N``.
+
+(Past 400 lines on purpose: most of it is the Layer interface, each method with the contract every
+layer keeps, which a maintainer reads in one place; the process helpers below it are what those
+methods are written with.)
 """
 
 from __future__ import annotations
@@ -86,6 +90,16 @@ def damage(artifact: Path) -> None:
 def kill(sig: int) -> str:
     """The `kill` command that sends ``sig``, as a reader types it: kill -9, kill -STOP, kill -CONT."""
     return "kill -9" if sig == signal.SIGKILL else f"kill -{signal.Signals(sig).name.removeprefix('SIG')}"
+
+
+def signal_gunicorn(master: int, workers: list[int], target: str, sig: int) -> tuple[list[int], str]:
+    """Send ``sig`` to what ``target`` names in a gunicorn tree: one "worker", or the "server": its master
+    (SIGKILL: the workers die with it), or, to hang it (SIGSTOP), the master and every worker, since a master
+    stopped alone leaves its workers serving. Returns the PIDs signalled and what they are, in words."""
+    victims = [workers[0]] if target == "worker" else [master] if sig == signal.SIGKILL else [master, *workers]
+    for pid in victims:
+        os.kill(pid, sig)
+    return victims, "worker" if target == "worker" else "master" if len(victims) == 1 else "master and workers"
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:

@@ -8,6 +8,9 @@ results disagree. So no README states a figure that no code produced.
 Every rate is shown with its spread over the run's rounds (harness.spread),
 every comparison is made on one route (direct, or through nginx), and every
 block names the run it comes from, with a warning when that run was contended.
+
+(Past 400 lines: one renderer per kind of README block, each a few lines, sharing the same
+helpers for rates, spreads and run lines; split, each would import the rest.)
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from harness import scorecard as scorecard_module
 from harness.layers import ROOT
 from harness.layers import LayerError
 from harness.load import wrk_available
+from harness.plausible import implausible
+from harness.plausible import impossible
 from harness.scorecard import RESULTS
-from harness.scorecard import implausible
-from harness.scorecard import impossible
 from harness.scorecard import summary_table
 
 pytestmark = pytest.mark.slow
