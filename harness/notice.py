@@ -59,6 +59,39 @@ def undo(layer: Layer, fault: str, timeout: float = 180.0) -> str:
     return done
 
 
+class Watcher:
+    """The operator's signals about ``layer`` since ``since`` (time.time()), each as first seen: a status (a
+    container's health) has no time of its own, so it is asked for while things happen. ``poll`` looks once;
+    as a context manager it looks every ``interval`` s in a thread until the block ends, and once more."""
+
+    def __init__(self, layer: Layer, since: float, interval: float = 1.0):
+        self.layer, self.since, self.interval = layer, since, max(interval, layer.poll_interval)
+        self.seen: dict[tuple[str, str], dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def poll(self) -> None:
+        for found in self.layer.operator_signals(self.since):
+            self.seen.setdefault((found["source"], found["text"]), found)
+
+    def signals(self) -> list[dict[str, Any]]:
+        """Every signal seen so far, earliest first."""
+        return sorted(self.seen.values(), key=lambda s: s["at_s"])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.poll()
+
+
 def time_to_notice(
     layer: Layer, fault: str, observe: float = OBSERVE_S, clients: int = 4, timeline: float | None = None
 ) -> dict[str, Any]:
@@ -72,15 +105,14 @@ def time_to_notice(
         # An injection may take a while (a rollout waits for its deadline): signals are watched meanwhile.
         worker = threading.Thread(target=lambda: injected.update(command=_try(inject, layer, fault)), daemon=True)
         worker.start()
-        seen: dict[tuple[str, str], dict[str, Any]] = {}  # each signal as first seen: a status has no time of its own
+        watch = Watcher(layer, since, interval=0.25)
         deadline = at + observe
         while time.monotonic() < deadline:
-            for found in layer.operator_signals(since):
-                seen.setdefault((found["source"], found["text"]), found)
-            if seen:
+            watch.poll()
+            if watch.seen:
                 deadline = min(deadline, time.monotonic() + TAIL_S)
-            time.sleep(max(layer.poll_interval, 0.25))
-        signals = list(seen.values())
+            time.sleep(watch.interval)
+        signals = watch.signals()
         # Seen, the fault is in place: undo it now, without waiting for the injection to return (a rollout
         # would wait out its progress deadline, a minute, to say what the signals said already).
         worker.join(timeout=0 if signals else 300)

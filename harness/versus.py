@@ -37,6 +37,7 @@ from harness.load import EXAMPLE_ROW
 from harness.load import LoadRun
 from harness.logreader import parse_time
 from harness.logreader import records
+from harness.notice import Watcher
 from harness.proxy import build_proxy_image
 
 SCENARIOS = {
@@ -55,23 +56,16 @@ SETTING = {"MAX_ROWS": "500"}
 SHARE_S = 5.0  # the window the new instance's share of the requests is counted over
 
 
-def first_signal(layer: Layer, since: float, event_s: float) -> dict[str, Any] | None:
-    """The earliest operator-visible signal since ``since`` (time.time() at the load's start), with its time
-    counted from the event ``event_s`` s into the load; None when there was none."""
-    found = sorted(layer.operator_signals(since), key=lambda s: s["at_s"])
-    if not found:
-        return None
-    first = found[0]
-    return {**first, "at_s": round(max(first["at_s"] - event_s, 0.0), 3)}
-
-
 def disturbed(layer: Layer, kind: str, observe: float) -> dict[str, Any]:
-    """``crash`` or a hang (``hung_worker``, ``hung_server``) under load, watched ``observe`` s, then undone."""
+    """``crash`` or a hang (``hung_worker``, ``hung_server``) under load, watched ``observe`` s, then undone;
+    with the first signal an operator could have seen, in seconds after the event."""
     target = "worker" if kind == "hung_worker" else "server"
     sig = signal.SIGKILL if kind == "crash" else signal.SIGSTOP
-    since = time.time()
-    result = scenarios.crash(layer, target, sig=sig, observe=observe)
-    result["first_signal"] = first_signal(layer, since, result["event_s"])
+    # watched from the load's start: the event comes ``event_s`` s into it
+    with Watcher(layer, time.time(), interval=2.0) as watch:
+        result = scenarios.crash(layer, target, sig=sig, observe=observe)
+    first = next(iter(watch.signals()), None)
+    result["first_signal"] = first and {**first, "at_s": round(max(first["at_s"] - result["event_s"], 0.0), 3)}
     if sig == signal.SIGSTOP:
         result["undone"] = layer.resume()
         wait_until(layer.ready, 120, interval=0.5)
@@ -221,7 +215,8 @@ def cell(kind: str, r: dict[str, Any]) -> str:
         return f"{failed}; {switched}"
     back = f"itself again after {r['recovery_s']:.1f} s" if r["recovered"] else "**not itself**"
     first = r.get("first_signal")
-    seen = f"; first signal at {first['at_s']:.1f} s: {first['text'][:60]}" if first else "; no signal"
+    headline = ": ".join(first["text"].split(": ")[:2])[:70] if first else ""  # a reason and its message's head
+    seen = f"; first signal at {first['at_s']:.1f} s: {headline}" if first else "; no signal"
     return f"{failed}; {back}{seen}"
 
 
