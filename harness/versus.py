@@ -220,6 +220,15 @@ def cell(kind: str, r: dict[str, Any]) -> str:
     return f"{failed}; {back}{seen}"
 
 
+def beside(costs: dict[str, Any]) -> float:
+    """PSS (MiB) of the processes a layer runs beside its servers (``Layer.cost``: a Docker engine's, a
+    cluster's, the pods' sidecars)."""
+    own = costs["own"]
+    return sum(v["pss_mib"] for v in own.values() if isinstance(v, dict) and "pss_mib" in v) + own.get(
+        "sidecar_pss_mib", 0
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     """``both``'s results as one Markdown table: a row per scenario and per cost, a column per layer."""
     names = list(results["layers"])
@@ -230,6 +239,7 @@ def markdown(results: dict[str, Any]) -> str:
     for label, figure in (
         ("from `up` to the first answer", lambda c: f"{c['cold_start_s']:.1f} s"),
         ("memory of the servers at idle (PSS)", lambda c: f"{c['memory']['pss_mib']:.0f} MiB"),
+        ("memory of what runs beside them: the engine, or the cluster (PSS)", lambda c: f"{beside(c):.0f} MiB"),
         ("lines of configuration", lambda c: str(c["configuration_lines_total"])),
         ("concepts to learn", lambda c: str(len(c["concepts"]))),
     ):

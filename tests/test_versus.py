@@ -62,6 +62,7 @@ def test_compose_and_kubernetes_go_through_the_same_scenarios_in_one_run(tmp_pat
     assert kc["configuration_lines_total"] > cc["configuration_lines_total"] > 0
     assert len(kc["concepts"]) > len(cc["concepts"]) > 0
     assert cc["memory"]["pss_mib"] and kc["memory"]["pss_mib"]
+    assert versus.beside(kc) > versus.beside(cc) > 0  # a cluster's own processes outweigh a Docker engine's
 
 
 def test_the_versus_table_has_a_row_per_scenario_and_per_cost():
@@ -75,8 +76,9 @@ def test_the_versus_table_has_a_row_per_scenario_and_per_cost():
         "scale": {**run, "serves": False, "serves_s": None, "share_of_new": 0.0},
         "upgrade": {**run, "switch_s": 4.0},
     }
-    costs = {"cold_start_s": 5.0, "memory": {"pss_mib": 200.0}, "configuration_lines_total": 31, "concepts": ["a"]}
+    costs = {"cold_start_s": 5.0, "memory": {"pss_mib": 200.0}, "own": {"engine": {"pss_mib": 140.0}},
+             "configuration_lines_total": 31, "concepts": ["a"]}  # fmt: skip
     table = versus.markdown({"layers": {"A": {"scenarios": scenarios, "costs": costs}}, "not_measured": {}})
     lines = table.splitlines()
-    assert len(lines) == 2 + len(versus.SCENARIOS) + 4
-    assert "**not itself**" in table and "no requests" in table and "31" in table
+    assert len(lines) == 2 + len(versus.SCENARIOS) + 5
+    assert "**not itself**" in table and "no requests" in table and "| 31 |" in table and "| 140 MiB |" in table
