@@ -255,7 +255,9 @@ def test_binary_upgrade_under_load_never_stops_answering(fresh_model, model_v2, 
         assert not set(layer.workers()) & set(old_workers) and len(layer.workers()) == len(old_workers), msg
         assert "binary upgrade: every new worker is ready, stopping the old master" in layer.log(), msg
         assert report["failed"] == 0, msg
-        assert 0 < stall <= ordinary, msg  # no wait longer than the slowest one of ordinary load
+        # No wait longer than the slowest request of ordinary load. A gap between answers also holds the
+        # clients' own time between requests: one scheduler tick (10 ms) is within what the two can tell apart.
+        assert 0 < stall <= ordinary + 0.01, msg
         assert set(since) == {"2"} and version == "2" and problems, msg  # golden = version 1
         assert layer.stop() == layer.proc.UNKNOWN  # the adopted master stops on SIGTERM like the first
 
