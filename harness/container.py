@@ -156,7 +156,9 @@ def build(tag: str, folder: Path = STAGES[4], dockerfile: str = "Dockerfile", ti
     """Build ``folder``'s ``dockerfile`` as ``tag`` unless the engine has that tag already; return the tag."""
     if not image_exists(tag):
         ensure_base_image()
-        docker("build", "--quiet", "--file", str(folder / dockerfile), "--tag", tag, str(folder), timeout=timeout)
+        # --force-rm: a failed step's container goes too (the classic builder keeps it; BuildKit keeps none)
+        docker("build", "--quiet", "--force-rm", "--file", str(folder / dockerfile), "--tag", tag, str(folder),
+               timeout=timeout)  # fmt: skip
     return tag
 
 
