@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.paths import ROOT
+from harness.readme import stage_of
 from harness.spread import plus_minus
 
 RESULTS = ROOT / "results" / "scorecard.json"
@@ -75,10 +76,6 @@ EXAMPLES = (
 def load(path: Path = RESULTS) -> dict[str, Any]:
     """The committed results (the scorecard's last stamped run)."""
     return json.loads(Path(path).read_text())
-
-
-def stage_of(results: dict[str, Any], number: int) -> dict[str, Any] | None:
-    return next((s for s in results["stages"] if s["stage"] == number), None)
 
 
 def best_upgrade(stage: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ OURS = re.compile(r"table|window|versus|decide|capacity|stage\d|slow\d")
 BARE = "03 gunicorn"
 
 
-def _stage(results: dict[str, Any], number: int) -> dict[str, Any] | None:
+def stage_of(results: dict[str, Any], number: int) -> dict[str, Any] | None:
+    """Stage ``number``'s entry in a results file (None: not measured)."""
     return next((s for s in results["stages"] if s["stage"] == number), None)
 
 
@@ -280,7 +281,7 @@ def _throughput(results: dict[str, Any], stage: dict[str, Any]) -> list[str]:
     """A line per path the layer was measured on: requests/s at 8 clients with spread, against the
     previous layer and bare gunicorn on the same route, and the connections the client opened."""
     lines = []
-    previous = _stage(results, stage["stage"] - 1)
+    previous = stage_of(results, stage["stage"] - 1)
     for path in dict.fromkeys(t["path"] for t in stage.get("throughput", [])):
         eight = rate(stage, 8, path)
         if not eight:
@@ -345,13 +346,13 @@ def render(name: str, results: dict[str, Any]) -> str:
             return "- Not measured in the last scorecard run: it needs a Docker engine with Compose and a cluster.\n"
         return f"{versus.markdown(results['versus'])}\n\n({run_line(results)}; rerun `make results` to refresh.)\n"
     if name.startswith("slow"):
-        stage = _stage(results, int(name.removeprefix("slow")))
+        stage = stage_of(results, int(name.removeprefix("slow")))
         lines = _slow_clients(stage) if stage else []
         if not lines:
             return "- Slow clients: not measured in the last scorecard run.\n"
         return "\n".join([*lines, f"- ({run_line(results)}; rerun `make results` to refresh.)"]) + "\n"
     number = int(name.removeprefix("stage"))
-    stage = _stage(results, number)
+    stage = stage_of(results, number)
     if stage is None:
         why = results.get("not_measured", {}).get(str(number), "not in the last scorecard run")
         return f"- Not measured in the last scorecard run: {why}.\n"
