@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.paths import ROOT
-from harness.readme import stage_of
+from harness.results import stage_of
 from harness.spread import plus_minus
 
 RESULTS = ROOT / "results" / "scorecard.json"

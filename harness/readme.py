@@ -23,6 +23,7 @@ from harness import notice
 from harness.paths import ROOT
 from harness.paths import STAGES
 from harness.quiet import warning
+from harness.results import stage_of
 from harness.spread import SAME
 from harness.spread import plus_minus
 from harness.spread import ratio
@@ -32,11 +33,6 @@ BLOCK = re.compile(r"(<!-- figures:(\w+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.
 OURS = re.compile(r"table|window|versus|decide|capacity|stage\d|slow\d")
 #: the layer the others are compared with, route by route
 BARE = "03 gunicorn"
-
-
-def stage_of(results: dict[str, Any], number: int) -> dict[str, Any] | None:
-    """Stage ``number``'s entry in a results file (None: not measured)."""
-    return next((s for s in results["stages"] if s["stage"] == number), None)
 
 
 def route(entry: dict[str, Any]) -> str:
