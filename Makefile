@@ -209,6 +209,10 @@ notebooks: $(STAMP) ## re-execute every notebook in place, refreshing the commit
 	    --ExecutePreprocessor.timeout=300 --log-level=ERROR "$$nb" || exit 1; \
 	done
 
+.PHONY: glossary
+glossary: $(STAMP) ## link each glossary term where a learner page first uses it (GLOSSARY.md; tests/test_glossary.py checks)
+	$(PY) -m harness.glossary --fix
+
 .PHONY: lint
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -32,6 +32,7 @@ from harness.load import LoadRun
 # cluster's node port), not on one the check chooses.
 CLUSTER_URL = f"http://{LOOPBACK}:{HOST_PORT}"
 REVISION = "deployment.kubernetes.io/revision"
+ROLLOUT_S = 240  # 05.1, 05.2, 05.5: how long the learner's rollout may take to finish (a longer one is a FAIL)
 
 
 def require_cluster() -> None:
@@ -80,7 +81,7 @@ def configmaps() -> set[str]:
     return set(kubectl("get", "configmaps", "-n", NAMESPACE, "-o", "name").split())
 
 
-def rollout(timeout: int = 240) -> None:
+def rollout(timeout: int = ROLLOUT_S) -> None:
     """Wait for the Deployment's rollout, bounded; a stuck rollout is a Fail."""
     status = ("rollout", "status", f"deployment/{DEPLOYMENT}", "-n", NAMESPACE, f"--timeout={timeout}s")
     try:

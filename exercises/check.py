@@ -3,8 +3,9 @@
     python -m exercises.check 03.2                 # check 03_wsgi/ (what `make check EX=03.2` runs)
     python -m exercises.check 03.2 --dir COPY      # check a copy of the stage folder instead
     python -m exercises.check --solve 03.2         # copy the stage to a scratch folder, apply the solution
-    python -m exercises.check --list               # every exercise: id, minutes, level, what it needs
-    python -m exercises.check --docs               # render the figures of EXERCISES.md and FACILITATORS.md
+    python -m exercises.check --list               # every exercise: id, minutes, level, what it needs (online too)
+    python -m exercises.check --docs               # render the figures of EXERCISES.md and FACILITATORS.md (agendas,
+                                                   # each stage's key: the checks, reference answers, thresholds)
 
 Prints one line: ``PASS <id> <title>``, or ``FAIL <id>: saw ...; expected ...``,
 or ``CANNOT CHECK <id>: ...`` when Docker or the cluster it needs is missing.
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for e in EXERCISES.values():
             kind = "question" if e.question else "change"
-            print(f"{e.id}  {e.minutes:3d} min  {e.level:8s} {kind:8s} {e.needs or '-':8s} {e.title}")
+            online = f"  (online: {e.online.split(':')[0]})" if e.online else ""
+            print(f"{e.id}  {e.minutes:3d} min  {e.level:8s} {kind:8s} {e.needs or '-':8s} {e.title}{online}")
         return 0
     code, line = solve(args.exercise) if args.solve else check(args.exercise, args.dir)
     print(line)

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import notice
+from harness import post
 from harness.paths import ROOT
 from harness.paths import STAGES
 from harness.quiet import warning
+from harness.results import brought_along_mib  # here too for the notebooks: readme.brought_along_mib
 from harness.results import stage_of
 from harness.spread import SAME
 from harness.spread import plus_minus
@@ -30,7 +32,7 @@ from harness.spread import ratio
 
 BLOCK = re.compile(r"(<!-- figures:(\w+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 #: the blocks rendered here, from the scorecard (bench.readme renders the bench's, EXERCISES.md has its own)
-OURS = re.compile(r"table|window|versus|decide|capacity|stage\d|slow\d")
+OURS = re.compile(r"table|window|versus|decide|capacity|stage\d|slow\d|post\d")
 #: the layer the others are compared with, route by route
 BARE = "03 gunicorn"
 
@@ -177,14 +179,6 @@ def _recovers(crash: dict[str, Any]) -> str:
     return f"{crash['recovery_s']:.1f} s" if crash["recovered"] else "never"
 
 
-def brought_along_mib(stage: dict[str, Any]) -> float | None:
-    """Memory of what the layer brings beside the model's processes: the engine, the cluster, a sidecar."""
-    cost = stage["cost"]
-    parts = [cost.get("engine", {}).get("pss_mib"), cost.get("cluster", {}).get("pss_mib"), cost.get("sidecar_pss_mib")]
-    parts = [p for p in parts if p is not None]
-    return round(sum(parts), 1) if parts else None
-
-
 def rates_table(results: dict[str, Any]) -> str:
     """Single-row requests/s per layer and path, with spread, and each against bare gunicorn on the same route."""
     bare = next((s for s in results["stages"] if s["layer"] == BARE), None)
@@ -320,7 +314,7 @@ def window_markdown(*layers: type) -> str:
 
 
 def render(name: str, results: dict[str, Any]) -> str:
-    """The text of block ``name`` (``table``, ``window``, ``stageN`` or ``slowN``) for these results."""
+    """The text of block ``name`` (``table``, ``window``, ``stageN``, ``slowN``, ``postN``...) for these results."""
     if name == "table":
         return f"```\n{summary_table(results)}\n```\n"
     if name == "window":
@@ -347,11 +341,13 @@ def render(name: str, results: dict[str, Any]) -> str:
         if not lines:
             return "- Slow clients: not measured in the last scorecard run.\n"
         return "\n".join([*lines, f"- ({run_line(results)}; rerun `make results` to refresh.)"]) + "\n"
-    number = int(name.removeprefix("stage"))
+    number = int(name.removeprefix("stage").removeprefix("post"))
     stage = stage_of(results, number)
     if stage is None:
         why = results.get("not_measured", {}).get(str(number), "not in the last scorecard run")
         return f"- Not measured in the last scorecard run: {why}.\n"
+    if name.startswith("post"):  # the post's statement quoted atop the stage README, against its figures
+        return f"{post.markdown(number, results)}\n({run_line(results)}; rerun `make results` to refresh.)\n"
     cost, memory = stage["cost"], stage["memory"]
     lines = []
     if not stage["crash"].get("applicable", True):  # no server: the in-process floor
@@ -419,3 +415,10 @@ def update(results: dict[str, Any]) -> list[Path]:
                 path.write_text(text)
                 changed.append(path)
     return changed
+
+
+if __name__ == "__main__":  # `python -m harness.readme`: re-render every block from the committed results
+    import json
+
+    for changed in update(json.loads((ROOT / "results" / "scorecard.json").read_text())):
+        print(f"updated the figures in {changed.relative_to(ROOT)}")

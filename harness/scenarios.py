@@ -239,7 +239,8 @@ def autoscale(
     asked for). Returns when each happened (s from the start of the load),
     the pods over time, and the load's summary. Waits up to three minutes
     for metrics-server's first CPU figures, and for the pods to be at the
-    HPA's minimum, before it starts.
+    HPA's minimum, before it starts. ``served``: the requests answered and failed
+    per ``interval`` s of the load, to set beside the pods.
     """
     if not wait_until(lambda: hpa_status()["status"].get("currentMetrics"), timeout=180, interval=5):
         raise LayerError(f"the HPA got no CPU metrics in 180 s (is metrics-server running?): {hpa_status()['status']}")
@@ -268,6 +269,7 @@ def autoscale(
     down = wait_until(lambda: observe() <= floor and timeline["pods"][-1] <= floor, timeout=down_timeout,
                       interval=interval)  # fmt: skip
     return {
+        "clients": clients,
         "floor": floor,
         "peak_ready": peak,
         "scaled_up": scaled,
@@ -277,4 +279,5 @@ def autoscale(
         "scaled_down_after_s": round(time.monotonic() - started - stopped_s, 1) if down else None,
         "load": run.report.summary(),
         "timeline": timeline,
+        "served": run.report.timeline(interval),  # requests answered and failed per ``interval`` s of the load
     }

@@ -12,7 +12,9 @@ from harness.layers import ROOT
 from harness.scorecard import RESULTS
 
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
-DOCS = [p for p in [*readme.readmes(), ROOT / "EXERCISES.md", ROOT / "bench" / "README.md"] if p.exists()]
+PAGES = [*readme.readmes(), ROOT / "EXERCISES.md", ROOT / "GLOSSARY.md", ROOT / "bench" / "README.md"]
+DOCS = [p for p in PAGES if p.exists()]
+DOCS += sorted((ROOT / "docs").glob("*.md"))  # the facilitators' and CI's pages
 
 
 @pytest.mark.parametrize("path", readme.readmes(), ids=lambda p: str(p.relative_to(ROOT)))

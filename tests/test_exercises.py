@@ -10,7 +10,10 @@ Stage-04 ones need Docker, stage-05 ones the cluster (and apply to it, then
 restore it): marked, and skipped with a reason or, in CI, required.
 
 The catalogue tests keep EXERCISES.md and FACILITATORS.md honest: every
-exercise listed with its time, and agendas whose timings add up.
+exercise listed with its time; agendas whose timings add up, with a notebook
+for each moment and an offline one that downloads nothing; and each stage's
+key (what its checks want, the reference answers, every threshold) rendered
+from the code, never typed.
 """
 
 from __future__ import annotations
@@ -26,12 +29,21 @@ from pathlib import Path
 
 import pytest
 
+from exercises.agenda import AGENDAS
+from exercises.agenda import CHECK_SOURCES
 from exercises.agenda import DOCS
+from exercises.agenda import blocks
+from exercises.agenda import constants
 from exercises.agenda import render_docs
+from exercises.agenda import row_exercises
+from exercises.agenda import template_questions
+from exercises.agenda import with_unit
 from exercises.applied import render
 from exercises.catalogue import EXERCISES
+from exercises.check import check
 from exercises.check import main
 from exercises.check import scratch_copy
+from exercises.checks.stage03 import HELPS
 from exercises.common import Fail
 from exercises.common import post
 from exercises.common import rows
@@ -164,28 +176,124 @@ def test_constants_the_exercises_name_are_in_the_modules_they_name():
         assert hasattr(importlib.import_module(module.replace("/", ".")), name), f"{name} not in {module}.py"
 
 
-def agenda_rows(text: str, title: str) -> list[tuple[int, str, int]]:
-    """(start minute, item, minutes) per row of the agenda table under the heading ``title``."""
-    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+def block(text: str, name: str) -> str:
+    """The body of the figures block ``name`` in a document; a missing block fails."""
+    start, end = f"<!-- figures:{name} -->", f"<!-- /figures:{name} -->"
+    assert start in text and end in text, f"no figures block {name}"
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_every_block_has_its_place_in_the_docs():
+    """An agenda or a stage key missing from its document would not be checked for staleness at all."""
+    exercises_md, facilitators = ((ROOT / name).read_text() for name in ("EXERCISES.md", "FACILITATORS.md"))
+    for name in blocks():
+        block(exercises_md if name.startswith("ex") else facilitators, name)
+
+
+def agenda_rows(text: str, name: str) -> list[tuple[int, str, int, str]]:
+    """(start minute, item, minutes, notebooks) per row of the rendered agenda ``name``."""
     rows = []
-    for start, item, minutes in re.findall(r"^\| (\d\d:\d\d) \| (.+?) \| (\d+) \|$", section, re.MULTILINE):
+    found = re.findall(r"^\| (\d\d:\d\d) \| (.+?) \| (\d+) \| (.*?) ?\|$", block(text, f"agenda_{name}"), re.MULTILINE)
+    for start, item, minutes, notebooks in found:
         hours, mins = map(int, start.split(":"))
-        rows.append((hours * 60 + mins, item, int(minutes)))
+        rows.append((hours * 60 + mins, item, int(minutes), notebooks))
     return rows
 
 
-@pytest.mark.parametrize("title, total", [("Half-day agenda", 240), ("Full-day agenda", 480)])
-def test_facilitators_agendas_add_up(title, total):
+AGENDA_TOTALS = {"half_day": 240, "full_day": 480, "offline": 240}
+
+
+def test_every_agenda_has_its_length():
+    assert set(AGENDAS) == set(AGENDA_TOTALS)
+
+
+@pytest.mark.parametrize("name, total", AGENDA_TOTALS.items())
+def test_facilitators_agendas_add_up(name, total):
     text = (ROOT / "FACILITATORS.md").read_text()
-    rows = agenda_rows(text, title)
-    assert rows, f"no agenda table under '## {title}'"
-    for (start, item, minutes), (next_start, _, _) in zip(rows, rows[1:]):
+    rows = agenda_rows(text, name)
+    assert len(rows) == len(AGENDAS[name]), f"agenda {name}: {len(rows)} rows rendered"
+    for (start, item, minutes, _), (next_start, _, _, _) in zip(rows, rows[1:]):
         assert start + minutes == next_start, f"{item}: starts {start}, lasts {minutes}, next starts {next_start}"
-    assert sum(minutes for _, _, minutes in rows) == total, f"{title}: {sum(m for _, _, m in rows)} min"
-    for _, item, minutes in rows:
+    assert sum(minutes for _, _, minutes, _ in rows) == total, f"{name}: {sum(m for _, _, m, _ in rows)} min"
+    for _, item, minutes, _ in rows:
         ids = re.findall(r"\b(0\d\.\d)\b", item)
         if ids and "exercise" in item.lower():
             assert minutes == sum(EXERCISES[i].minutes for i in ids), f"{item}: {minutes} min"
+
+
+def test_the_offline_agenda_holds_no_exercise_that_needs_the_internet():
+    online = {e.id for e in EXERCISES.values() if e.online}
+    assert "04.2" in online, "the catalogue no longer says 04.2 needs PyPI: is that true?"
+    named = [i for row in AGENDAS["offline"] for i in row_exercises(row)]
+    assert named and not online & set(named), f"the offline agenda names {sorted(online & set(named))}"
+    rendered = block((ROOT / "FACILITATORS.md").read_text(), "agenda_offline")
+    assert not online & set(re.findall(r"\b0\d\.\d\b", rendered)), rendered
+
+
+def test_every_notebook_has_its_moment_in_the_full_day():
+    notebooks = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
+    for name, agenda in AGENDAS.items():
+        named = {n for row in agenda for n in row.notebooks}
+        assert named <= notebooks, f"agenda {name} opens missing notebooks {sorted(named - notebooks)}"
+        if name == "full_day":
+            assert named == notebooks, f"the full day never opens {sorted(notebooks - named)}"
+
+
+@pytest.mark.parametrize("stage", list(CHECK_SOURCES))
+def test_every_check_threshold_is_rendered_from_the_code(stage):
+    """Each module-level number of a stage's checks (HELPS, VENV_LIMIT_MB, ...) is in FACILITATORS.md, with
+    its value and what it decides (its comment), through the stage's key: never typed by hand."""
+    key = block((ROOT / "FACILITATORS.md").read_text(), f"key_stage{stage}")
+    for path in CHECK_SOURCES[stage]:
+        source = path.read_text()
+        found = constants(path)
+        assigned = re.findall(r"^([A-Z][A-Z0-9_]*)\s*(?::[^=]+)?=\s*-?[\d.]", source, re.MULTILINE)
+        assert [name for name, _, _ in found] == assigned, f"{path.name}: the scan misses a threshold"
+        module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+        for name, value, comment in found:
+            assert getattr(module, name) == value, name
+            assert comment, f"{name} in {path.name} says nothing about what it decides: add a comment"
+            assert f"[`{name}`]" in key and f"| {with_unit(name, value)} |" in key, f"{name} not in key_stage{stage}"
+
+
+def test_the_thresholds_exercises_md_names_are_seen_by_the_scan():
+    scanned = {name for sources in CHECK_SOURCES.values() for path in sources for name, _, _ in constants(path)}
+    assert {"HELPS", "VENV_LIMIT_MB"} <= scanned
+
+
+@pytest.mark.parametrize("exercise", [e for e in EXERCISES.values() if e.question], ids=lambda e: e.id)
+def test_facilitators_has_the_reference_answer_to_every_question(exercise):
+    key = block((ROOT / "FACILITATORS.md").read_text(), f"key_stage{exercise.stage}")
+    patch = (ROOT / "exercises" / "solutions" / f"{exercise.id}.patch").read_text()
+    for key_name in template_questions(exercise.id):
+        (reference,) = re.findall(rf"^\+{key_name} = (.+)$", patch, re.MULTILINE)
+        assert f"| {exercise.id} `{key_name}` |" in key and f"`{reference}`" in key, (exercise.id, key_name)
+
+
+def test_the_03_3_template_states_helps_as_the_check_has_it():
+    """The answers template tells the learner the threshold in percent: the same as the check's HELPS."""
+    for path in (ROOT / "exercises" / "answers" / "03.3.toml", ROOT / "exercises" / "solutions" / "03.3.patch"):
+        (percent,) = re.findall(r"less than (\d+) %", path.read_text())
+        assert int(percent) == round((HELPS - 1) * 100), f"{path.name} says {percent} %, HELPS is {HELPS}"
+
+
+def test_05_3_accepts_only_the_deadline_field(tmp_path):
+    """Any other field of the Deployment's spec (replicas) is refused, before any image is built."""
+    folder = scratch_copy("05.3", solved=True, parent=tmp_path)
+    answers = folder / "answers" / "05.3.toml"
+    answers.write_text(answers.read_text().replace('"progressDeadlineSeconds"', '"replicas"'))
+    code, line = check("05.3", folder)
+    assert code == 1 and "saw deadline_field = 'replicas'" in line, line
+
+
+def test_facilitators_contents_point_at_its_headings():
+    text = (ROOT / "FACILITATORS.md").read_text()
+    slugs = {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE)
+    }
+    anchors = re.findall(r"\]\(#([^)]+)\)", text)
+    assert anchors and set(anchors) <= slugs, sorted(set(anchors) - slugs)
 
 
 def test_an_unknown_exercise_or_folder_is_one_line_not_a_traceback(tmp_path, capsys):

@@ -28,7 +28,7 @@ from harness.kube import HOST_PORT
 from harness.kube import LOCAL_KUBECONFIG
 from harness.kube import LOCAL_SCRIPT
 from harness.kube import flavour
-from harness.layers import STAGES
+from harness.layers import ROOT
 from harness.manifests import find
 from harness.manifests import render
 
@@ -99,13 +99,13 @@ def test_the_local_overlay_answers_on_port_8000_inside_the_clusters_node_port_ra
     assert low <= port["nodePort"] <= high
 
 
-def test_pins_agree_with_the_manifests_and_the_readme():
+def test_pins_agree_with_the_manifests_and_the_docs():
     pins = versions()
     manifest = (LOCAL_SCRIPT.parent / "metrics-server.yaml").read_text()
     assert f"metrics-server:{pins['METRICS_SERVER_VERSION']}" in manifest
     assert "--kubelet-insecure-tls" in manifest
-    readme = (STAGES[5] / "README.md").read_text()
-    assert f"{pins['KUBE_VERSION']} (pinned in" in readme, "the 05 README names the pinned Kubernetes"
+    page = (ROOT / "docs" / "local-cluster.md").read_text()
+    assert f"{pins['KUBE_VERSION']} (pinned in" in page, "docs/local-cluster.md names the pinned Kubernetes"
     # cgroup v1 hosts (this project's machines) need the kubelet told so since Kubernetes 1.35.
     assert "failCgroupV1: false" in LOCAL_SCRIPT.read_text()
 

@@ -18,6 +18,8 @@ from exercises.common import train
 from harness import logreader
 from harness.local import DevServer
 
+ROW_LIMIT = 100  # 02.1: the default MAX_ROWS asked for: one row more gets a 413 naming it, exactly this many a 200
+
 
 @contextlib.contextmanager
 def dev_server(folder: Path) -> Iterator[str]:
@@ -30,20 +32,23 @@ def dev_server(folder: Path) -> Iterator[str]:
 
 
 def check_02_1(folder: Path) -> None:
-    """MAX_ROWS defaults to 100: 101 rows get a 413 naming the limit, 100 rows a 200."""
+    """MAX_ROWS defaults to ROW_LIMIT (100): one row more gets a 413 naming the limit, exactly ROW_LIMIT a 200."""
     with dev_server(folder) as url:
-        over = post(f"{url}/predict", rows(101))
+        over = post(f"{url}/predict", rows(ROW_LIMIT + 1))
         if over.status_code != 413:
-            raise Fail(f"HTTP {over.status_code} for 101 rows (no MAX_ROWS set)", "413: the default limit is 100")
-        if "100" not in error_of(over):
-            raise Fail(f"the error {error_of(over)!r}", "a message naming the limit, 100")
-        at = post(f"{url}/predict", rows(100))
+            raise Fail(
+                f"HTTP {over.status_code} for {ROW_LIMIT + 1} rows (no MAX_ROWS set)",
+                f"413: the default limit is {ROW_LIMIT}",
+            )
+        if str(ROW_LIMIT) not in error_of(over):
+            raise Fail(f"the error {error_of(over)!r}", f"a message naming the limit, {ROW_LIMIT}")
+        at = post(f"{url}/predict", rows(ROW_LIMIT))
         if at.status_code != 200:
-            raise Fail(f"HTTP {at.status_code} for exactly 100 rows", "200: 100 rows are allowed")
+            raise Fail(f"HTTP {at.status_code} for exactly {ROW_LIMIT} rows", f"200: {ROW_LIMIT} rows are allowed")
         doc = get(f"{url}/openapi.json").json()
         limit = doc["components"]["schemas"]["PredictRequest"]["properties"]["instances"].get("maxItems")
-        if limit != 100:
-            raise Fail(f"openapi.json saying maxItems {limit}", "the document to say 100 too")
+        if limit != ROW_LIMIT:
+            raise Fail(f"openapi.json saying maxItems {limit}", f"the document to say {ROW_LIMIT} too")
 
 
 def check_02_2(folder: Path) -> None:

@@ -16,6 +16,10 @@ from harness.local import Gunicorn
 from harness.local import GunicornHUP
 
 HELPS = 1.15  # 03.3: doubling the workers helps while it multiplies requests/s by at least this
+WORKERS_S = 20  # 03.1, 03.3: how long gunicorn may take to run the workers asked for
+RESPAWN_S = 30  # 03.1: how long the master may take to replace the killed worker
+HUP_S = 30  # 03.2: how long after HUP every worker may take to be a new one
+HUP_ANSWER_S = 45  # 03.2: how long each request after HUP may wait (new workers without preload load the model first)
 
 
 def gunicorn(folder: Path, model: Path, workers: int):
@@ -30,10 +34,10 @@ def check_03_1(folder: Path) -> None:
         tempfile.TemporaryDirectory(prefix="ex-03.1-") as tmp,
         gunicorn(folder, train(folder, Path(tmp) / "iris.joblib"), workers=2) as server,
     ):
-        if not wait_until(lambda: len(server.workers()) == 2, 20):
+        if not wait_until(lambda: len(server.workers()) == 2, WORKERS_S):
             raise Fail(f"{len(server.workers())} workers with WEB_CONCURRENCY=2", "2 workers")
         server.crash("worker")
-        replaced = wait_until(server.recovered, 30)
+        replaced = wait_until(server.recovered, RESPAWN_S)
         truth_changes = not server.alive()
         truth_who = "master" if replaced and not truth_changes else "nobody"
     if given["master_pid_changes"] is not truth_changes:
@@ -51,11 +55,11 @@ def check_03_2(folder: Path) -> None:
             before = post(f"{server.base_url}/predict", rows(1)).json().get("model_version")
             old = set(server.workers())
             server.upgrade(v2)  # install version 2 over the served file, then HUP
-            if not wait_until(lambda: len(server.workers()) == 2 and not old & set(server.workers()), 30):
-                raise Fail(f"workers {server.workers()} 30 s after HUP (before: {sorted(old)})", "2 new workers")
+            if not wait_until(lambda: len(server.workers()) == 2 and not old & set(server.workers()), HUP_S):
+                raise Fail(f"workers {server.workers()} {HUP_S} s after HUP (before: {sorted(old)})", "2 new workers")
             # New workers without preload load the model first (seconds on a busy machine): wait for them.
             url = f"{server.base_url}/predict"
-            versions = {post(url, rows(1), timeout=45).json().get("model_version") for _ in range(8)}
+            versions = {post(url, rows(1), timeout=HUP_ANSWER_S).json().get("model_version") for _ in range(8)}
     if before != "1" or versions != {"1"}:
         raise Fail(
             f"model version {before} before HUP and {sorted(versions)} after",
@@ -87,5 +91,5 @@ def check_03_3(folder: Path) -> None:
         tempfile.TemporaryDirectory(prefix="ex-03.3-") as tmp,
         gunicorn(folder, train(folder, Path(tmp) / "iris.joblib"), workers=expected) as server,
     ):
-        if not wait_until(lambda: len(server.workers()) == expected, 20):
+        if not wait_until(lambda: len(server.workers()) == expected, WORKERS_S):
             raise Fail(f"{len(server.workers())} workers with WEB_CONCURRENCY={expected}", f"{expected} workers")
