@@ -16,13 +16,16 @@ from exercises.checks.stage01 import check_01_3
 from exercises.checks.stage02 import check_02_1
 from exercises.checks.stage02 import check_02_2
 from exercises.checks.stage02 import check_02_3
+from exercises.checks.stage02 import check_02_4
 from exercises.checks.stage03 import check_03_1
 from exercises.checks.stage03 import check_03_2
 from exercises.checks.stage03 import check_03_3
+from exercises.checks.stage03 import check_03_4
 from exercises.checks.stage04 import VENV_LIMIT_MB
 from exercises.checks.stage04 import check_04_1
 from exercises.checks.stage04 import check_04_2
 from exercises.checks.stage04 import check_04_3
+from exercises.checks.stage04 import check_04_4
 from exercises.checks.stage05 import check_05_1
 from exercises.checks.stage05 import check_05_2
 from exercises.checks.stage05 import check_05_3
@@ -59,10 +62,14 @@ EXERCISES = {
         Exercise("01.3", 25, "stretch", "", False, check_01_3, "CSV rows on stdin, same predictions as JSON"),
         Exercise("02.1", 10, "warm-up", "", False, check_02_1, "a lower default row limit, with the right status code"),
         Exercise("02.2", 20, "core", "", False, check_02_2, "a V2 endpoint: /v2/models/iris/versions/<v>"),
-        Exercise("02.3", 25, "stretch", "", False, check_02_3, "how many rows? one more field on the access line"),
+        Exercise(
+            "02.3", 5, "core", "", True, check_02_3, "kill the dev server under load: what fails, what comes back?"
+        ),
+        Exercise("02.4", 25, "stretch", "", False, check_02_4, "how many rows? one more field on the access line"),
         Exercise("03.1", 10, "warm-up", "", True, check_03_1, "kill -9 a worker: who brings it back?"),
         Exercise("03.2", 20, "core", "", False, check_03_2, "preload_app: HUP now keeps the old model"),
-        Exercise("03.3", 25, "stretch", "", True, check_03_3, "tune workers: where does adding one stop helping?"),
+        Exercise("03.3", 5, "core", "", True, check_03_3, "kill the master under load: who brings it back?"),
+        Exercise("03.4", 25, "stretch", "", True, check_03_4, "tune workers: where does adding one stop helping?"),
         Exercise("04.1", 10, "warm-up", "docker", True, check_04_1, "who runs the server, and who owns /app?"),
         Exercise(
             "04.2",
@@ -74,7 +81,8 @@ EXERCISES = {
             f"a smaller image: the venv at most {VENV_LIMIT_MB} MB",
             online="PyPI: changing the image's `pip install` step runs it again, and Docker's build cache cannot help",
         ),
-        Exercise("04.3", 20, "stretch", "docker", False, check_04_3, "docker run --read-only, and nothing else"),
+        Exercise("04.3", 5, "core", "docker", True, check_04_3, "kill PID 1 under load: does the restart policy help?"),
+        Exercise("04.4", 20, "stretch", "docker", False, check_04_4, "docker run --read-only, and nothing else"),
         Exercise("05.1", 15, "warm-up", "cluster", False, check_05_1, "a config change without a rebuild"),
         Exercise(
             "05.2", 30, "core", "cluster", False, check_05_2, "model version 2 rolled out with zero failed requests"

@@ -21,6 +21,8 @@ from harness.core import Layer
 from harness.core import LayerError
 from harness.golden import load_golden
 from harness.load import EXAMPLE_ROW
+from harness.scenarios import OBSERVE_S
+from harness.scenarios import crash
 
 TEMPLATE_NOTE = "mkdir -p {dir}/answers; cp exercises/answers/{id}.toml {dir}/answers/"
 
@@ -121,3 +123,17 @@ def rows(n: int) -> dict[str, Any]:
 def golden_rows() -> list[dict[str, float]]:
     """The golden inputs every layer must answer identically."""
     return load_golden()["inputs"]
+
+
+def crash_answers(folder: Path, exercise: str, layer: Layer) -> None:
+    """Question (02.3, 03.3, 04.3): the serving process of ``layer`` (started from the learner's folder) killed
+    under load. Did requests fail, and did the layer answer again by itself? Measured here, as
+    `python -m harness.crash` measures it, and compared with the learner's answers."""
+    given = answers(folder, exercise, ("any_failed", "back_by_itself"))
+    with serving(layer):
+        result = crash(layer, "server", observe=OBSERVE_S)
+    hint = f"what `python -m harness.crash --stage {int(exercise[:2])}` printed"
+    if given["any_failed"] is not (result["failed"] > 0):
+        raise Fail(f"any_failed = {given['any_failed']!r}", f"{hint} (failed requests)")
+    if given["back_by_itself"] is not result["recovered"]:
+        raise Fail(f"back_by_itself = {given['back_by_itself']!r}", f"{hint} (back by itself)")

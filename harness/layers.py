@@ -8,6 +8,10 @@ Tests and notebooks import the layers and the helpers they use with them from he
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 from harness.cluster import Cluster
 from harness.compose import ComposeStack
 from harness.container import Container
@@ -47,3 +51,13 @@ COMPOSE: type[Layer] = ComposeStack
 def layer_class(stage: int) -> type[Layer]:
     """The Layer class that serves ``stage``."""
     return LAYERS[stage]
+
+
+@contextlib.contextmanager
+def started(stage: int, directory: Path) -> Iterator[Layer]:
+    """Stage ``stage`` as `make stage-N` runs it, serving a fresh version-1 model installed under ``directory``
+    (the command lines that break a layer for a reader: harness.crash, harness.releases)."""
+    served = Path(directory) / "served" / "iris.joblib"
+    model_module().install(train_model(Path(directory) / "v1", version="1"), served)
+    with LAYERS[stage](served) as layer:
+        yield layer

@@ -36,6 +36,7 @@ from harness.core import damage
 from harness.core import model_module
 from harness.core import train_model
 from harness.layers import LAYERS
+from harness.layers import started
 from harness.load import LoadRun
 from harness.scenarios import OBSERVE_S
 
@@ -200,10 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stage {args.stage:02d} cannot run here: {why}", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="bad-release-") as tmp:
-        served_model = Path(tmp) / "served" / "iris.joblib"
-        model_module().install(train_model(Path(tmp) / "v1", version="1"), served_model)
         try:
-            with layer_class(served_model) as layer:
+            with started(args.stage, Path(tmp)) as layer:
                 print(f"{layer.name}: {KINDS[args.kind]}, under load, then the way back", file=sys.stderr)
                 print(describe(bad_release(layer, args.kind, Path(tmp), observe=max(1.0, args.observe))))
         except LayerError as exc:

@@ -116,3 +116,17 @@ def test_a_bad_setting_stops_make_stage_2_with_one_line_naming_it(setting):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out, out
     assert BAD_SETTINGS[setting] in out, out
+
+
+def test_the_crash_command_prints_what_a_crash_cost_and_refuses_a_target_the_layer_lacks():
+    """`python -m harness.crash --stage 2` (exercises 02.3 to 04.3): the kill, the failed requests, the longest
+    time without an answer, and "no" for back by itself; a worker, which the development server lacks, one line."""
+    command = [str(BIN / "python"), "-m", "harness.crash", "--stage", "2", "--observe", "2"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = dict(line.split(":", 1) for line in run.stdout.strip().splitlines())
+    failed, requests_sent = (int(n) for n in lines["failed requests"].split(" of "))
+    assert 0 < failed <= requests_sent, lines
+    assert lines["killed"].strip().startswith("kill -9 ") and lines["back by itself"].strip().startswith("no,"), lines
+    lacking = subprocess.run([*command, "--target", "worker"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert lacking.returncode == 1 and "has no worker to kill" in lacking.stderr and "Traceback" not in lacking.stderr

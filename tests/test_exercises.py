@@ -272,7 +272,7 @@ def test_facilitators_has_the_reference_answer_to_every_question(exercise):
 
 def test_the_03_3_template_states_helps_as_the_check_has_it():
     """The answers template tells the learner the threshold in percent: the same as the check's HELPS."""
-    for path in (ROOT / "exercises" / "answers" / "03.3.toml", ROOT / "exercises" / "solutions" / "03.3.patch"):
+    for path in (ROOT / "exercises" / "answers" / "03.4.toml", ROOT / "exercises" / "solutions" / "03.4.patch"):
         (percent,) = re.findall(r"less than (\d+) %", path.read_text())
         assert int(percent) == round((HELPS - 1) * 100), f"{path.name} says {percent} %, HELPS is {HELPS}"
 
@@ -337,14 +337,14 @@ def make_check(exercise_id: str, folder: Path) -> subprocess.CompletedProcess:
 
 
 def test_make_check_exits_non_zero_on_a_wrong_answer_with_the_verdict_in_one_line(tmp_path):
-    """03.3 answered against its own figures (they say 2; the answer says 4): FAIL before any server starts."""
-    folder = scratch_copy("03.3", solved=False, parent=tmp_path)
+    """03.4 answered against its own figures (they say 2; the answer says 4): FAIL before any server starts."""
+    folder = scratch_copy("03.4", solved=False, parent=tmp_path)
     (folder / "answers").mkdir()
     wrong = 'rps = {1 = 500, 2 = 1000, 4 = 1010}\nstops_helping_at = 4\nlimited_by = "cpus"\n'
-    (folder / "answers" / "03.3.toml").write_text(wrong)
-    proc = make_check("03.3", folder)
+    (folder / "answers" / "03.4.toml").write_text(wrong)
+    proc = make_check("03.4", folder)
     assert proc.returncode != 0, proc.stdout
-    assert one_line(proc.stdout).startswith("FAIL 03.3: saw stops_helping_at = 4 with your figures"), proc.stdout
+    assert one_line(proc.stdout).startswith("FAIL 03.4: saw stops_helping_at = 4 with your figures"), proc.stdout
     # make adds one line of its own on stderr, naming the checker's exit code (1: FAIL)
     assert one_line(proc.stderr).endswith("Error 1"), proc.stderr
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from exercises.common import Fail
+from exercises.common import crash_answers
 from exercises.common import error_of
 from exercises.common import get
 from exercises.common import post
@@ -70,7 +71,7 @@ def check_02_2(folder: Path) -> None:
             raise Fail("a 404 that does not name version 7", "an error message naming the version asked for")
 
 
-def check_02_3(folder: Path) -> None:
+def check_02_4(folder: Path) -> None:
     """The access line of POST /predict says how many rows it predicted ("rows"): 3 for 3 rows, 0 when refused."""
     with (
         tempfile.TemporaryDirectory(prefix="ex-02-") as tmp,
@@ -85,3 +86,9 @@ def check_02_3(folder: Path) -> None:
             raise Fail(f"no access line with request_id {request_id!r}", "one JSON access line per request, as before")
         if line.get("rows") != expected:
             raise Fail(f'"rows": {line.get("rows")!r} on the access line of {request_id}', f'"rows": {expected}')
+
+
+def check_02_3(folder: Path) -> None:
+    """Question: the development server killed under load: do requests fail, and does it come back by itself?"""
+    with tempfile.TemporaryDirectory(prefix="ex-02.3-") as tmp:
+        crash_answers(folder, "02.3", DevServer(train(folder, Path(tmp) / "iris.joblib"), folder=folder))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from exercises.common import Fail
 from exercises.common import answers
+from exercises.common import crash_answers
 from exercises.common import post
 from exercises.common import rows
 from exercises.common import serving
@@ -15,8 +16,8 @@ from harness.core import wait_until
 from harness.local import Gunicorn
 from harness.local import GunicornHUP
 
-HELPS = 1.15  # 03.3: doubling the workers helps while it multiplies requests/s by at least this
-WORKERS_S = 20  # 03.1, 03.3: how long gunicorn may take to run the workers asked for
+HELPS = 1.15  # 03.4: doubling the workers helps while it multiplies requests/s by at least this
+WORKERS_S = 20  # 03.1, 03.4: how long gunicorn may take to run the workers asked for
 RESPAWN_S = 30  # 03.1: how long the master may take to replace the killed worker
 HUP_S = 30  # 03.2: how long after HUP every worker may take to be a new one
 HUP_ANSWER_S = 45  # 03.2: how long each request after HUP may wait (new workers without preload load the model first)
@@ -67,9 +68,9 @@ def check_03_2(folder: Path) -> None:
         )
 
 
-def check_03_3(folder: Path) -> None:
+def check_03_4(folder: Path) -> None:
     """Measurement: requests/s at 1, 2 and 4 workers, where it stops helping and why."""
-    given = answers(folder, "03.3", ("rps", "stops_helping_at", "limited_by"))
+    given = answers(folder, "03.4", ("rps", "stops_helping_at", "limited_by"))
     rps = given["rps"]
     try:
         figures = {n: float(rps[str(n)]) for n in (1, 2, 4)}
@@ -88,8 +89,15 @@ def check_03_3(folder: Path) -> None:
         raise Fail(f"limited_by = {given['limited_by']!r}", "what runs out (one of: cpus, memory, network); see nproc")
     # The setting you recommend must really start that many workers from your gunicorn.conf.py.
     with (
-        tempfile.TemporaryDirectory(prefix="ex-03.3-") as tmp,
+        tempfile.TemporaryDirectory(prefix="ex-03.4-") as tmp,
         gunicorn(folder, train(folder, Path(tmp) / "iris.joblib"), workers=expected) as server,
     ):
         if not wait_until(lambda: len(server.workers()) == expected, WORKERS_S):
             raise Fail(f"{len(server.workers())} workers with WEB_CONCURRENCY={expected}", f"{expected} workers")
+
+
+def check_03_3(folder: Path) -> None:
+    """Question: gunicorn's master (not a worker) killed under load: do requests fail, and does anything bring it
+    back? (03.1's worker came back: the master watches the workers; nobody watches the master.)"""
+    with tempfile.TemporaryDirectory(prefix="ex-03.3-") as tmp:
+        crash_answers(folder, "03.3", Gunicorn(train(folder, Path(tmp) / "iris.joblib"), folder=folder))

@@ -11,6 +11,7 @@ from pathlib import Path
 from exercises.common import CannotCheck
 from exercises.common import Fail
 from exercises.common import answers
+from exercises.common import crash_answers
 from exercises.common import error_of
 from exercises.common import golden_rows
 from exercises.common import last_line
@@ -101,10 +102,17 @@ def check_04_2(folder: Path) -> None:
             serves_golden(server.base_url)
 
 
-def check_04_3(folder: Path) -> None:
+def check_04_4(folder: Path) -> None:
     """The image serves with `docker run --read-only` and no writable volume or tmpfs."""
     with (
-        built_image(folder, "04.3") as tag,
+        built_image(folder, "04.4") as tag,
         serving(Once(image=tag, run_args=("--read-only",), folder=folder)) as server,
     ):
         serves_golden(server.base_url)
+
+
+def check_04_3(folder: Path) -> None:
+    """Question: the container's PID 1 killed under load: do requests fail, and does the restart policy bring the
+    server back by itself? The folder's image, run as `make stage-4` runs the server."""
+    with built_image(folder, "04.3") as tag:
+        crash_answers(folder, "04.3", Container(image=tag, folder=folder))  # the model baked into the image
