@@ -76,7 +76,7 @@ PROXY ?=
 .PHONY: stage-3
 # gunicorn reads WEB_CONCURRENCY itself when it starts, before gunicorn.conf.py can check it:
 # a value that is not a number would end in gunicorn's traceback, so it is checked here first.
-stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it gracefully); PROXY=1 puts nginx in front
+stage-3: $(STAGE_3)/artifacts/iris.joblib ## stage 03: gunicorn on $HOST:$PORT (foreground; Ctrl-C stops it at once, kill -TERM gracefully); PROXY=1 puts nginx in front
 	@case "$${WEB_CONCURRENCY-1}" in ''|*[!0-9]*|0) \
 	  echo "error: WEB_CONCURRENCY must be a whole number of at least 1, got '$$WEB_CONCURRENCY'" >&2; exit 2;; esac
 ifeq ($(PROXY),1)

@@ -94,6 +94,8 @@ TERMS: dict[str, str] = {
     "tmpfs": r"tmpfs",
     "Linux capabilities": r"Linux capabilities|privilege escalation",
     "WSL": r"WSL",
+    "multi-stage build": r"multi-stage(?: builds?)?|builder stage",
+    "container runtime": r"container runtimes?|containerd|runc",
     # Kubernetes
     "Kubernetes": r"Kubernetes",
     "cluster": word("cluster"),
@@ -135,6 +137,8 @@ TERMS: dict[str, str] = {
     "ServiceAccount": r"ServiceAccounts?",
     "GA": r"GA",
     "envsubst": r"envsubst",
+    "NetworkPolicy": r"NetworkPolic(?:y|ies)",
+    "resource requests and limits": r"(?:CPU|memory|resource) (?:requests?|limits?)",
 }
 
 

@@ -275,9 +275,10 @@ class DevServer(ServerProcess):
 
     def upgrade(self, new_model: Path) -> str:
         model_module().install(new_model, self.model_path)
+        old = self.proc.pid
         self.stop()
         self.start()
-        return f"Ctrl-C (SIGTERM {self.proc.pid}); python model.py install NEW; make stage-2"
+        return f"python model.py install NEW; kill -TERM {old} (Ctrl-C in its terminal does the same); make stage-2"
 
     def release(self, model: Path | None = None, settings: dict[str, str] | None = None) -> str:
         """Stop, install, start again (this stage's README): down in between, and down until someone starts

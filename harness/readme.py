@@ -313,6 +313,11 @@ def window_markdown(*layers: type) -> str:
     return "\n".join(rows) + "\n"
 
 
+def not_in_run(results: dict[str, Any], where: str) -> str:
+    """A block whose measurement the published run lacks (it predates it, or the machine could not run it)."""
+    return f"- Not in the published run ({results['run']['run_id']}): `make results` measures it where {where}.\n"
+
+
 def render(name: str, results: dict[str, Any]) -> str:
     """The text of block ``name`` (``table``, ``window``, ``stageN``, ``slowN``, ``postN``...) for these results."""
     if name == "table":
@@ -327,13 +332,13 @@ def render(name: str, results: dict[str, Any]) -> str:
         from harness import capacity  # it imports the cluster's layer, which imports this module
 
         if not results.get("capacity"):
-            return "- Not measured in the last scorecard run: it needs a cluster.\n"
+            return not_in_run(results, "a cluster answers")
         return f"{capacity.markdown(results['capacity'])}\n({run_line(results)}; rerun `make results` to refresh.)\n"
     if name == "versus":
         from harness import versus  # it imports the layers, which import this module
 
         if not results.get("versus", {}).get("layers"):
-            return "- Not measured in the last scorecard run: it needs a Docker engine with Compose and a cluster.\n"
+            return not_in_run(results, "a Docker engine with Compose and a cluster answer")
         return f"{versus.markdown(results['versus'])}\n\n({run_line(results)}; rerun `make results` to refresh.)\n"
     if name.startswith("slow"):
         stage = stage_of(results, int(name.removeprefix("slow")))
