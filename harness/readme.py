@@ -33,6 +33,8 @@ from harness.spread import ratio
 BLOCK = re.compile(r"(<!-- figures:(\w+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 #: the blocks rendered here, from the scorecard (bench.readme renders the bench's, EXERCISES.md has its own)
 OURS = re.compile(r"table|window|versus|decide|capacity|stage\d|slow\d|post\d")
+#: what every served stage's block shows once a run has it: (results key, what it is)
+LATER = (("bad_release", "bad releases"), ("notice", "time to notice"))
 #: the layer the others are compared with, route by route
 BARE = "03 gunicorn"
 
@@ -313,9 +315,12 @@ def window_markdown(*layers: type) -> str:
     return "\n".join(rows) + "\n"
 
 
-def not_in_run(results: dict[str, Any], where: str) -> str:
-    """A block whose measurement the published run lacks (it predates it, or the machine could not run it)."""
-    return f"- Not in the published run ({results['run']['run_id']}): `make results` measures it where {where}.\n"
+def not_in_run(results: dict[str, Any], where: str, what: str = "") -> str:
+    """A measurement the published run lacks (it predates it, or the machine could not run it), as a line."""
+    run = results["run"]["run_id"]
+    if what:
+        return f"- Not in the published run ({run}), which predates them: {what}; `make results` measures them.\n"
+    return f"- Not in the published run ({run}): `make results` measures it where {where}.\n"
 
 
 def render(name: str, results: dict[str, Any]) -> str:
@@ -372,6 +377,9 @@ def render(name: str, results: dict[str, Any]) -> str:
             )
         lines += [_bad_release(b) for b in stage.get("bad_release", {}).values()]
         lines += [_notice(n) for n in stage.get("notice", {}).values() if isinstance(n, dict)]
+        later = [label for key, label in LATER if key not in stage]
+        if later:  # the harness measures them now; the published run predates them
+            lines.append(not_in_run(results, "", what=", ".join(later)).rstrip())
         lines += _throughput(results, stage)
     brings = brought_along_mib(stage)
     lines.append(
