@@ -75,8 +75,9 @@ def run_line(results: dict[str, Any]) -> str:
     if not run:
         return f"measured {where}, outside a publishing run (no calibration)"
     floor = run["calibration"]["floor"]
-    line = (f"run {run['run_id']} {where}; calibration: in-process floor {floor['median']:,.0f} calls/s, "
-            f"noise {floor['noise']:.1%} over {len(floor['calls_per_s'])} rounds")  # fmt: skip
+    line = (f"run {run['run_id']} {where}; the machine's calibration before the run: the in-process floor "
+            f"{floor['median']:,.0f} calls/s in short rounds, noise {floor['noise']:.1%} over "
+            f"{len(floor['calls_per_s'])} rounds")  # fmt: skip
     alarm = warning(run["calibration"])
     return f"{alarm}. {line}" if alarm else line
 
