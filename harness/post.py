@@ -2,8 +2,8 @@
 
 Each stage README opens with one sentence of Dante Gates' post "A Beginner's Guide to Why You Should or
 Shouldn't Be Using Kubernetes for Machine Learning" (2020, github.com/dantegates/why-kubernetes) and ends
-with the scorecard's figures that test it. CLAIMS says which figures test which stage's statement; the
-quotes themselves are in the READMEs, and readme.render adds the run the figures come from.
+with the scorecard's figures that test it: the stage beside the one below, every row that applies to
+either. The quotes themselves are in the READMEs, and readme.render adds the run the figures come from.
 """
 
 from __future__ import annotations
@@ -11,18 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness.paths import STAGES
 from harness.results import brought_along_mib
 from harness.results import stage_of
 
 
 def _reach(stage: dict[str, Any]) -> str:
     return "yes" if stage["reach"]["reachable"] else f"no ({stage['reach']['why']})"
-
-
-def _needs(stage: dict[str, Any]) -> str:
-    cost = stage["cost"]
-    return (f"the source ({cost['lines_added']} lines), Python and {cost['packages']} pinned packages "
-            f"({cost['installed_mib']} MiB installed)")  # fmt: skip
 
 
 def _kill(key: str) -> Callable[[dict[str, Any]], str]:
@@ -49,7 +44,7 @@ def _upgrade(stage: dict[str, Any]) -> str:
 
 def _cost(stage: dict[str, Any]) -> str:
     cost, memory, brings = stage["cost"], stage["memory"]["pss_mib"], brought_along_mib(stage)
-    text = f"{cost['lines_added']} lines added; " + (
+    text = f"{cost['lines_added']} lines added, {cost['packages']} pinned packages; " + (
         f"{memory} MiB PSS" if memory is not None else "memory not measured from the host"
     )
     beside = [what for key, what in BESIDE.items() if key in cost]
@@ -60,36 +55,31 @@ def _cost(stage: dict[str, Any]) -> str:
 BESIDE = {"engine": "the Docker engine", "cluster": "the cluster", "sidecar_pss_mib": "the nginx sidecar"}
 
 
-#: a row of the table: what it measures, and its cell for one stage's entry
-ROWS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
-    "reach": ("can `curl` get the golden predictions?", _reach),
-    "needs": ("what a caller must have", _needs),
-    "crash": ("kill the server under load (SIGKILL)", _kill("crash")),
-    "crash_worker": ("kill one worker under load", _kill("crash_worker")),
-    "upgrade": ("upgrade to version 2 under load", _upgrade),
-    "cost": ("what the layer costs", _cost),
-}
-
-#: stage -> (the post's statement in a few words, unquoted: the README quotes it; the stages set side by
-#: side, the previous one where it shows what changed; the rows that test the statement)
-CLAIMS: dict[int, tuple[str, tuple[int, ...], tuple[str, ...]]] = {
-    1: ("at the story's start, a user needs the source, Python and the dependencies", (1,), ("reach", "needs")),
-    2: ("with a development server, what goes down stays down and an upgrade stops it", (2,), ("crash", "upgrade")),
-    3: ("the development server's two limits; beside them, what gunicorn changes", (2, 3),
-        ("crash", "crash_worker", "upgrade")),
-    4: ("containers package, but do not deploy", (3, 4), ("upgrade", "crash")),
-    5: ("zero downtime deployments and health monitoring, at a price (scaling: "
-        "[More pods, more capacity?](#more-pods-more-capacity) above)", (4, 5), ("upgrade", "crash", "cost")),
-}  # fmt: skip
+#: a row of the table: what it measures, and its cell for one stage's entry ("n/a" where it does not apply)
+ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("can `curl` get the golden predictions?", _reach),
+    ("kill the server under load (SIGKILL)", _kill("crash")),
+    ("kill one worker under load", _kill("crash_worker")),
+    ("upgrade to version 2 under load", _upgrade),
+    ("what the layer costs", _cost),
+)
 
 
 def markdown(number: int, results: dict[str, Any]) -> str:
-    """Stage ``number``'s statement from the post against the figures that test it, as a Markdown table."""
-    claim, stages, rows = CLAIMS[number]
+    """The figures that test the post's statement atop stage ``number``'s README (the limit of the layer below,
+    which this one lifts): this stage beside the previous one, every row that applies to either."""
+    stages = [n for n in (number - 1, number) if n in STAGES]
     entries = [stage_of(results, n) for n in stages]
     header = [e["layer"] if e else f"{n:02d} (not measured)" for n, e in zip(stages, entries, strict=True)]
-    lines = [f"The post: {claim}. The scorecard:", "", f"| | {' | '.join(header)} |", "|---" * (len(stages) + 1) + "|"]
-    for key in rows:
-        what, cell = ROWS[key]
-        lines.append(f"| {what} | {' | '.join(cell(e) if e else 'not measured' for e in entries)} |")
+    lines = [
+        "The post's words at the top of this page, against the scorecard"
+        + (", this stage beside the one below:" if len(stages) > 1 else ":"),
+        "",
+        f"| | {' | '.join(header)} |",
+        "|---" * (len(stages) + 1) + "|",
+    ]
+    for what, cell in ROWS:
+        cells = [cell(e) if e else "not measured" for e in entries]
+        if any(c not in ("n/a", "not measured") for c in cells):
+            lines.append(f"| {what} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
