@@ -68,7 +68,7 @@ EXERCISES = {
         Exercise("02.4", 25, "stretch", "", False, check_02_4, "how many rows? one more field on the access line"),
         Exercise("03.1", 10, "warm-up", "", True, check_03_1, "kill -9 a worker: who brings it back?"),
         Exercise("03.2", 20, "core", "", False, check_03_2, "preload_app: HUP now keeps the old model"),
-        Exercise("03.3", 5, "core", "", True, check_03_3, "kill the master under load: who brings it back?"),
+        Exercise("03.3", 5, "core", "", True, check_03_3, "kill gunicorn under load: who brings it back?"),
         Exercise("03.4", 25, "stretch", "", True, check_03_4, "tune workers: where does adding one stop helping?"),
         Exercise("04.1", 10, "warm-up", "docker", True, check_04_1, "who runs the server, and who owns /app?"),
         Exercise(

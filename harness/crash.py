@@ -3,9 +3,10 @@
     python -m harness.crash --stage 2                  # SIGKILL the development server under load
     python -m harness.crash --stage 3                  # gunicorn's master (the serving process)
     python -m harness.crash --stage 3 --target worker  # one of its workers
-    python -m harness.crash --stage 4                  # the container's PID 1
+    python -m harness.crash --stage 4                  # the container's PID 1 (root: a host process)
 
-The stage starts as `make stage-N` runs it (a fresh version-1 model), the
+The stage starts as the scorecard runs it (a fresh version-1 model; stage 04 is the image alone under
+`docker run --restart on-failure`, without Compose's nginx), the
 harness's four clients send requests, the serving process is killed, and the
 load goes on for ``--observe`` s whatever happens. Printed: what was killed,
 the failed requests, the longest time without an answer, and whether the layer
@@ -50,21 +51,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=("server", "worker"), default="server", help="what to kill")
     parser.add_argument("--observe", type=float, default=OBSERVE_S, help="seconds watched after the kill")
     args = parser.parse_args(argv)
-    ok, why = LAYERS[args.stage].available()
+    layer_class = LAYERS[args.stage]
+    ok, why = layer_class.available()
     if not ok:
         print(f"stage {args.stage:02d} cannot run here: {why}", file=sys.stderr)
+        return 1
+    if args.target not in layer_class.crash_targets:
+        print(f"{layer_class.name} has no {args.target} to kill (it has: {', '.join(layer_class.crash_targets)})",
+              file=sys.stderr)  # fmt: skip
         return 1
     with tempfile.TemporaryDirectory(prefix="crash-") as tmp:
         try:
             with started(args.stage, Path(tmp)) as layer:
-                if args.target not in layer.crash_targets:
-                    print(f"{layer.name} has no {args.target} to kill (it has: {', '.join(layer.crash_targets)})",
-                          file=sys.stderr)  # fmt: skip
-                    return 1
                 print(f"{layer.name}: SIGKILL of its {args.target} under load", file=sys.stderr)
                 print(describe(crash(layer, args.target, observe=max(1.0, args.observe))))
         except LayerError as exc:
             print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 1
+        except PermissionError:
+            print(f"error: killing {layer_class.name}'s {args.target} from the host needs root: run it with sudo",
+                  file=sys.stderr)  # fmt: skip
             return 1
     return 0
 

@@ -151,10 +151,10 @@ def anchor(heading: str) -> str:
 SPACE = r"\s+"  # a space in a term also matches a line break
 USES = {h: re.compile(rf"(?<![\w\-/.])(?:{p.replace(' ', SPACE)})(?![\w\-])") for h, p in TERMS.items()}
 
-#: spans that are not prose: fenced code, generated blocks, HTML comments, inline code, headings, images, URLs
+#: spans that are not prose: fenced code, generated blocks, HTML comments, inline code, headings, images, URLs,
 NOT_PROSE = re.compile(
     r"```.*?```|<!-- figures:(\w+) -->.*?<!-- /figures:\1 -->|<!--.*?-->|`[^`\n]*`|^#+ [^\n]*|!\[[^\]]*\]\([^)]*\)"
-    r"|<https?://[^>]*>|https?://[^\s)]+",
+    r"|<https?://[^>]*>|https?://[^\s)]+|^>[^\n]*",  # ...and quotations: another author's words stay as written
     re.S | re.M,
 )
 LINK = re.compile(r"\[([^\[\]]*)\]\(([^)\s]*)\)")

@@ -55,7 +55,7 @@ def layer_class(stage: int) -> type[Layer]:
 
 @contextlib.contextmanager
 def started(stage: int, directory: Path) -> Iterator[Layer]:
-    """Stage ``stage`` as `make stage-N` runs it, serving a fresh version-1 model installed under ``directory``
+    """Stage ``stage``'s layer as the scorecard runs it, serving a fresh version-1 model installed under ``directory``
     (the command lines that break a layer for a reader: harness.crash, harness.releases)."""
     served = Path(directory) / "served" / "iris.joblib"
     model_module().install(train_model(Path(directory) / "v1", version="1"), served)

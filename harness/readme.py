@@ -318,7 +318,7 @@ def window_markdown(*layers: type) -> str:
 
 def not_in_run(results: dict[str, Any], where: str, what: str = "") -> str:
     """A measurement the published run lacks (it predates it, or the machine could not run it), as a line."""
-    run = results["run"]["run_id"]
+    run = (results.get("run") or {}).get("run_id") or "measured outside a publishing run"
     if what:
         return f"- Not in the published run ({run}), which predates them: {what}; `make results` measures them.\n"
     return f"- Not in the published run ({run}): `make results` measures it where {where}.\n"

@@ -52,9 +52,9 @@ def test_the_check_sees_a_first_use_that_is_not_linked():
     ]  # the pod is linked, the container is not
     late = "Two pods.\n\nA [pod](GLOSSARY.md#pod) is ..."
     assert [u.term for u in glossary.unlinked(page, [late])] == ["Pod"]
-    # code, other links, headings, URLs, comments and generated blocks are not prose
+    # code, other links, headings, URLs, comments, generated blocks and quotations are not prose
     quiet = ("# Pods\n`kubectl get pods`\n```\npods\n```\n[the pods](https://kubernetes.io/pods)\n"
-             "<!-- figures:x -->\npods\n<!-- /figures:x -->\nhttps://example.org/pod\n")  # fmt: skip
+             "<!-- figures:x -->\npods\n<!-- /figures:x -->\nhttps://example.org/pod\n> pods, quoted\n")  # fmt: skip
     assert glossary.unlinked(page, [quiet]) == []
     # the longest use at a place wins, and a link to one term does not count for a term inside it
     assert [u.term for u in glossary.unlinked(page, ["a sync worker"])] == ["sync worker"]

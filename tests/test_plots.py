@@ -65,5 +65,5 @@ def code_cells(path):
 def test_notebooks_show_every_figure_through_the_check(path):
     for source in code_cells(path):
         assert "plt.show()" not in source, f"{path.name}: plt.show() skips the check, use plots.show(fig)"
-        if re.search(r"plt\.(subplots|figure)\(|plots\.bad_releases\(", source):
+        if re.search(r"plt\.(subplots|figure)\(|plots\.(bad_releases|autoscale)\(", source):
             assert "plots.show(" in source, f"{path.name}: a cell draws a figure and never shows it through plots.show"

@@ -97,7 +97,8 @@ def check_03_4(folder: Path) -> None:
 
 
 def check_03_3(folder: Path) -> None:
-    """Question: gunicorn's master (not a worker) killed under load: do requests fail, and does anything bring it
-    back? (03.1's worker came back: the master watches the workers; nobody watches the master.)"""
+    """Question: gunicorn killed under load, its master and its workers (a master killed alone leaves its
+    workers serving as orphans): do requests fail, and does anything bring it back? (03.1's worker came back:
+    the master watches the workers; nobody watches the master.)"""
     with tempfile.TemporaryDirectory(prefix="ex-03.3-") as tmp:
         crash_answers(folder, "03.3", Gunicorn(train(folder, Path(tmp) / "iris.joblib"), folder=folder))

@@ -113,6 +113,7 @@ def check_04_4(folder: Path) -> None:
 
 def check_04_3(folder: Path) -> None:
     """Question: the container's PID 1 killed under load: do requests fail, and does the restart policy bring the
-    server back by itself? The folder's image, run as `make stage-4` runs the server."""
+    server back by itself? The folder's image under `docker run --restart on-failure` (needs root: the kill
+    is of a host process, as in the 04 README)."""
     with built_image(folder, "04.3") as tag:
         crash_answers(folder, "04.3", Container(image=tag, folder=folder))  # the model baked into the image
