@@ -29,3 +29,13 @@ def test_a_stage_missing_from_the_results_is_said_not_measured():
     results["not_measured"] = {"4": "no Docker engine"}
     assert readme.render("post4", results) == "- Not measured in the last scorecard run: no Docker engine.\n"
     assert "| 04 (not measured) |" in readme.render("post5", results)  # the previous stage's column
+
+
+def test_a_block_the_run_lacks_says_so_even_outside_a_publishing_run():
+    """`make scorecard` (no `make results`) writes "run": None; a block it lacks must still render, and say so."""
+    results = json.loads(RESULTS.read_text())
+    results["run"] = None
+    results.pop("capacity", None)
+    assert "outside a publishing run" in readme.render("capacity", results)
+    assert "bad releases" in readme.render("stage3", {**results, "stages": [
+        {k: v for k, v in s.items() if k != "bad_release"} for s in results["stages"]]})  # fmt: skip
