@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from harness.core import LayerError
 from harness.layers import LAYERS
-from harness.layers import started
+from harness.layers import at_stage
 from harness.scenarios import OBSERVE_S
 from harness.scenarios import crash
 
@@ -52,27 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--observe", type=float, default=OBSERVE_S, help="seconds watched after the kill")
     args = parser.parse_args(argv)
     layer_class = LAYERS[args.stage]
-    ok, why = layer_class.available()
-    if not ok:
-        print(f"stage {args.stage:02d} cannot run here: {why}", file=sys.stderr)
-        return 1
     if args.target not in layer_class.crash_targets:
         print(f"{layer_class.name} has no {args.target} to kill (it has: {', '.join(layer_class.crash_targets)})",
               file=sys.stderr)  # fmt: skip
         return 1
-    with tempfile.TemporaryDirectory(prefix="crash-") as tmp:
-        try:
-            with started(args.stage, Path(tmp)) as layer:
-                print(f"{layer.name}: SIGKILL of its {args.target} under load", file=sys.stderr)
-                print(describe(crash(layer, args.target, observe=max(1.0, args.observe))))
-        except LayerError as exc:
-            print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-            return 1
-        except PermissionError:
-            print(f"error: killing {layer_class.name}'s {args.target} from the host needs root: run it with sudo",
-                  file=sys.stderr)  # fmt: skip
-            return 1
-    return 0
+    return at_stage(
+        args.stage,
+        f"SIGKILL of its {args.target} under load",
+        lambda layer, _: describe(crash(layer, args.target, observe=max(1.0, args.observe))),
+    )
 
 
 if __name__ == "__main__":

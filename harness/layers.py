@@ -9,6 +9,9 @@ Tests and notebooks import the layers and the helpers they use with them from he
 from __future__ import annotations
 
 import contextlib
+import sys
+import tempfile
+from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,3 +64,28 @@ def started(stage: int, directory: Path) -> Iterator[Layer]:
     model_module().install(train_model(Path(directory) / "v1", version="1"), served)
     with LAYERS[stage](served) as layer:
         yield layer
+
+
+def at_stage(stage: int, doing: str, act: Callable[[Layer, Path], str]) -> int:
+    """The command lines that break a layer for a reader (harness.crash, harness.releases): stage ``stage``
+    started as above, ``act(layer, workdir)``'s text printed; a stage that cannot run here, a layer error or
+    a signal this user may not send is one line and exit 1."""
+    layer_class = LAYERS[stage]
+    ok, why = layer_class.available()
+    if not ok:
+        print(f"stage {stage:02d} cannot run here: {why}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix=f"stage{stage:02d}-") as tmp:
+        try:
+            with started(stage, Path(tmp)) as layer:
+                print(f"{layer.name}: {doing}", file=sys.stderr)
+                print(act(layer, Path(tmp)))
+        except LayerError as exc:
+            print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 1
+        except PermissionError:  # a container's processes are the host's, another user's: `sudo`
+            print(
+                f"error: {layer_class.name}: signalling its processes from the host needs root (sudo)", file=sys.stderr
+            )
+            return 1
+    return 0

@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,12 @@ import joblib
 from sklearn.datasets import load_iris
 
 from harness.core import Layer
-from harness.core import LayerError
 from harness.core import Refused
 from harness.core import damage
 from harness.core import model_module
 from harness.core import train_model
 from harness.layers import LAYERS
-from harness.layers import started
+from harness.layers import at_stage
 from harness.load import LoadRun
 from harness.scenarios import OBSERVE_S
 
@@ -195,20 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--observe", type=float, default=OBSERVE_S, help="seconds before the rollback")
     args = parser.parse_args(argv)
-    layer_class = LAYERS[args.stage]
-    ok, why = layer_class.available()
-    if not ok:
-        print(f"stage {args.stage:02d} cannot run here: {why}", file=sys.stderr)
-        return 1
-    with tempfile.TemporaryDirectory(prefix="bad-release-") as tmp:
-        try:
-            with started(args.stage, Path(tmp)) as layer:
-                print(f"{layer.name}: {KINDS[args.kind]}, under load, then the way back", file=sys.stderr)
-                print(describe(bad_release(layer, args.kind, Path(tmp), observe=max(1.0, args.observe))))
-        except LayerError as exc:
-            print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-            return 1
-    return 0
+    return at_stage(
+        args.stage,
+        f"{KINDS[args.kind]}, under load, then the way back",
+        lambda layer, workdir: describe(bad_release(layer, args.kind, workdir, observe=max(1.0, args.observe))),
+    )
 
 
 if __name__ == "__main__":
